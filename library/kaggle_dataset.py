@@ -210,7 +210,7 @@ TMP_PREFIX = ".kaggle_dataset-tmp-"
 MANIFEST_VERSION = 1
 CHUNK = 1024 * 1024
 RESERVED = (MANIFEST_NAME, LOCK_NAME)
-TOKEN_URL = "https://www.kaggle.com/settings/api"
+TOKEN_URL = "https://www.kaggle.com/settings/api"  # noqa: S105 - a web page, not a secret
 
 
 class KaggleDatasetError(Exception):
@@ -315,7 +315,7 @@ def verify_zip(path):
         raise KaggleDatasetError(
             f"The downloaded archive {os.path.basename(path)} is corrupt ({e}). Nothing was changed in the "
             "destination; re-run to download it again (use force=true if the files are already in place)."
-        )
+        ) from e
     if bad is not None:
         raise KaggleDatasetError(
             f"The downloaded archive {os.path.basename(path)} is corrupt: CRC check failed for member {bad!r}. "
@@ -362,7 +362,7 @@ def captured_output():
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-        sink = tempfile.TemporaryFile()  # noqa: SIM115 - must outlive this block, closed in finally
+        sink = tempfile.TemporaryFile()
         for fd in (1, 2):
             saved.append((fd, os.dup(fd)))
             os.dup2(sink.fileno(), fd)
@@ -513,7 +513,7 @@ def error_body(exc):
         try:
             if "json" in response.headers.get("Content-Type", ""):
                 body = response.text
-        except Exception:  # noqa: BLE001 - a response that cannot be read has no message to show
+        except Exception:
             body = None
     if not body:
         return {}
@@ -587,33 +587,50 @@ def describe_error(exc, source, ctx):
     for e in _exception_chain(exc):
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             need = ctx.get("expected_size")
-            hint = (f" The archive is {need} bytes and extracting needs room for the archive plus the extracted "
-                    "files.") if need else ""
-            return (f"No space left on device while downloading {label} into {ctx['dest']}. Free disk space or "
-                    f"choose a dest on a larger filesystem, then re-run.{hint} Nothing was changed in the destination.")
+            hint = (
+                (f" The archive is {need} bytes and extracting needs room for the archive plus the extracted files.")
+                if need
+                else ""
+            )
+            return (
+                f"No space left on device while downloading {label} into {ctx['dest']}. Free disk space or "
+                f"choose a dest on a larger filesystem, then re-run.{hint} Nothing was changed in the destination."
+            )
     status = http_status(exc)
     message = kaggle_message(exc)
     if status == 401:
-        return ("Kaggle rejected the credentials from {} (HTTP 401 Unauthorized: {}). The API key or token is wrong, "
-                "expired or revoked: create a new token at {} and update kaggle.json / KAGGLE_KEY / "
-                "KAGGLE_API_TOKEN on the managed node.".format(ctx.get("credentials"), message, TOKEN_URL))
+        return (
+            "Kaggle rejected the credentials from {} (HTTP 401 Unauthorized: {}). The API key or token is wrong, "
+            "expired or revoked: create a new token at {} and update kaggle.json / KAGGLE_KEY / "
+            "KAGGLE_API_TOKEN on the managed node.".format(ctx.get("credentials"), message, TOKEN_URL)
+        )
     if status == 403:
         if source["type"] == "competition":
-            return ("Kaggle refused the download of competition {!r} (HTTP 403: {}). The account behind the "
-                    "credentials must accept the competition's rules: accept the rules at "
-                    "https://www.kaggle.com/competitions/{}/rules then re-run.".format(
-                        source["name"], message, source["name"]))
-        return ("Kaggle refused the download of dataset {!r} (HTTP 403: {}). The dataset is private or the account "
-                "lacks access: check https://www.kaggle.com/datasets/{} while logged in as that account.".format(
-                    source["name"], message, source["name"]))
+            return (
+                "Kaggle refused the download of competition {!r} (HTTP 403: {}). The account behind the "
+                "credentials must accept the competition's rules: accept the rules at "
+                "https://www.kaggle.com/competitions/{}/rules then re-run.".format(
+                    source["name"], message, source["name"]
+                )
+            )
+        return (
+            "Kaggle refused the download of dataset {!r} (HTTP 403: {}). The dataset is private or the account "
+            "lacks access: check https://www.kaggle.com/datasets/{} while logged in as that account.".format(
+                source["name"], message, source["name"]
+            )
+        )
     if status == 404:
         if source["type"] == "competition":
-            return ("Kaggle competition {!r} was not found (HTTP 404: {}). Check the competition option: it is the "
-                    "slug in https://www.kaggle.com/competitions/<slug>.".format(source["name"], message))
-        return ("Kaggle dataset {!r} was not found (HTTP 404: {}). Check the dataset option: it is owner/slug as in "
-                "https://www.kaggle.com/datasets/<owner>/<slug>.".format(source["name"], message))
+            return (
+                "Kaggle competition {!r} was not found (HTTP 404: {}). Check the competition option: it is the "
+                "slug in https://www.kaggle.com/competitions/<slug>.".format(source["name"], message)
+            )
+        return (
+            "Kaggle dataset {!r} was not found (HTTP 404: {}). Check the dataset option: it is owner/slug as in "
+            "https://www.kaggle.com/datasets/<owner>/<slug>.".format(source["name"], message)
+        )
     if status == 429:
-        return (f"Kaggle rate-limited the download of {label} (HTTP 429: {message}). Wait a few minutes, then re-run.")
+        return f"Kaggle rate-limited the download of {label} (HTTP 429: {message}). Wait a few minutes, then re-run."
     if status is not None and status >= 500:
         return f"Kaggle had a server error downloading {label} (HTTP {status}: {message}). Re-run later."
     if status is not None:
@@ -622,14 +639,19 @@ def describe_error(exc, source, ctx):
         return str(exc)
     names = {type(e).__name__ for e in _exception_chain(exc)}
     if names & {"ChunkedEncodingError", "ProtocolError", "IncompleteRead"} or "does not match expected size" in str(
-            exc):
+        exc
+    ):
         return truncated_message(label, ctx)
     if names & {"Timeout", "ConnectTimeout", "ReadTimeout", "ReadTimeoutError"}:
-        return ("Timed out after {}s talking to Kaggle while downloading {} ({}). Check the node's network/proxy, or "
-                "raise the timeout option, then re-run.".format(ctx.get("timeout"), label, message))
+        return (
+            "Timed out after {}s talking to Kaggle while downloading {} ({}). Check the node's network/proxy, or "
+            "raise the timeout option, then re-run.".format(ctx.get("timeout"), label, message)
+        )
     if names & {"ConnectionError", "NewConnectionError", "MaxRetryError", "RemoteDisconnected", "ConnectionResetError"}:
-        return (f"Could not connect to Kaggle while downloading {label} ({message}). Check the node's network "
-                "access to https://www.kaggle.com (HTTPS_PROXY if it needs a proxy), then re-run.")
+        return (
+            f"Could not connect to Kaggle while downloading {label} ({message}). Check the node's network "
+            "access to https://www.kaggle.com (HTTPS_PROXY if it needs a proxy), then re-run."
+        )
     if isinstance(exc, OSError):
         return "Could not write the download for {} under {}: {}".format(label, ctx["dest"], message)
     return f"Downloading {label} failed: {type(exc).__name__}: {message}"
@@ -642,9 +664,11 @@ def truncated_message(label, ctx):
         amount = f" (received {got} of {expected} bytes)"
     elif expected:
         amount = f" (expected {expected} bytes)"
-    return (f"The download of {label} was truncated: the connection closed before the whole archive "
-            f"arrived{amount}. The partial data was discarded and nothing was changed in the destination; "
-            "re-run to download it again (raise retries if the network is unreliable).")
+    return (
+        f"The download of {label} was truncated: the connection closed before the whole archive "
+        f"arrived{amount}. The partial data was discarded and nothing was changed in the destination; "
+        "re-run to download it again (raise retries if the network is unreliable)."
+    )
 
 
 def source_label(source):
@@ -666,29 +690,33 @@ def load_kaggle_api(module, config_dir, secrets):
             pass  # kaggle 2.x without credentials: print_auth_help(); exit(1)
         except ImportError as e:
             import_error = e
-        except Exception:  # noqa: BLE001, S110 - kaggle 1.7 raises IOError without credentials; see authenticate()
+        except Exception:  # noqa: S110 - kaggle 1.7 raises IOError without credentials; see authenticate()
             pass
         extended = sys.modules.get("kaggle.api.kaggle_api_extended")
         if extended is None:
             # Never exit inside captured_output(): the result would go to the swallowed stdout.
-            raise KaggleDatasetError(missing_required_lib("kaggle", url="https://pypi.org/project/kaggle/") +
-                                     (f" Import error: {sanitize(import_error, secrets)}" if import_error else ""))
+            raise KaggleDatasetError(
+                missing_required_lib("kaggle", url="https://pypi.org/project/kaggle/")
+                + (f" Import error: {sanitize(import_error, secrets)}" if import_error else "")
+            )
         api = extended.KaggleApi()
         try:
             api.authenticate()
         except SystemExit:
-            raise KaggleDatasetError(no_credentials_message(config_dir))
+            raise KaggleDatasetError(no_credentials_message(config_dir)) from None
         except (OSError, ValueError, KeyError) as e:
             if http_status(e) is not None:
                 raise
-            raise KaggleDatasetError(no_credentials_message(config_dir, sanitize(e, secrets)))
-    version = getattr(sys.modules.get("kaggle"), "__version__", None) or getattr(extended.KaggleApi, "__version__",
-                                                                                 None)
+            raise KaggleDatasetError(no_credentials_message(config_dir, sanitize(e, secrets))) from None
+    version = getattr(sys.modules.get("kaggle"), "__version__", None) or getattr(
+        extended.KaggleApi, "__version__", None
+    )
     if not version:
         try:
             from importlib.metadata import version as dist_version
+
             version = dist_version("kaggle")
-        except Exception:  # noqa: BLE001 - the version is informational only
+        except Exception:
             version = "unknown"
     return api, version
 
@@ -791,8 +819,11 @@ def plan(module, dest, source, manifest):
     if manifest is None:
         return "download", [], "no manifest in dest"
     if manifest.get("source") != source:
-        return "download", [], "the manifest records {}".format(source_label(manifest.get("source") or {
-            "type": "?", "name": "?"}))
+        return (
+            "download",
+            [],
+            "the manifest records {}".format(source_label(manifest.get("source") or {"type": "?", "name": "?"})),
+        )
     archive = manifest.get("archive")
     if p["extract"]:
         if manifest.get("extracted") is not True:
@@ -837,8 +868,9 @@ def install(dest, moves, old_manifest, manifest):
         fsync_dir(os.path.dirname(final))
     entries = manifest["files"] + ([manifest["archive"]] if manifest.get("archive") else [])
     keep = {e["file"] for e in entries}
-    old = (old_manifest or {}).get("files", []) + ([old_manifest["archive"]] if (old_manifest or {}).get(
-        "archive") else [])
+    old = (old_manifest or {}).get("files", []) + (
+        [old_manifest["archive"]] if (old_manifest or {}).get("archive") else []
+    )
     removed = []
     for entry in old:
         rel = entry.get("file")
@@ -876,7 +908,7 @@ def run_download(module, source, config_dir, secrets, credentials, staging):
             api, version = load_kaggle_api(module, config_dir, secrets)
     except KaggleDatasetError:
         raise
-    except Exception as e:  # noqa: BLE001 - every failure is mapped to one message
+    except Exception as e:
         raise KaggleDatasetError(sanitize(describe_error(e, source, ctx), secrets)) from None
     package_retries = instrument_download(api, ctx, p["timeout"], p["retries"])
     attempts = 1 if package_retries else p["retries"] + 1
@@ -888,13 +920,13 @@ def run_download(module, source, config_dir, secrets, credentials, staging):
                 archive = download_archive(api, source, target, ctx)
             verify_zip(archive)
             return archive, version
-        except Exception as e:  # noqa: BLE001 - every failure is mapped to one message below
+        except Exception as e:
             outfile = ctx.get("outfile")
             if outfile and os.path.isfile(outfile):
                 ctx["received_size"] = os.path.getsize(outfile)
             shutil.rmtree(target, ignore_errors=True)
             if attempt < attempts and is_transient(e):
-                time.sleep(min(2 ** attempt, 30))
+                time.sleep(min(2**attempt, 30))
                 continue
             raise KaggleDatasetError(sanitize(describe_error(e, source, ctx), secrets)) from None
 
@@ -917,8 +949,9 @@ def apply(module, dest, source, manifest, action, broken, config_dir, secrets, c
         os.mkdir(extracted)
         rels = extract_zip(archive_path, extracted)
         if p["keep_archive"] and archive_name in rels:
-            raise KaggleDatasetError(f"The archive holds a file named like the archive itself ({archive_name}); use "
-                                     "keep_archive=false.")
+            raise KaggleDatasetError(
+                f"The archive holds a file named like the archive itself ({archive_name}); use keep_archive=false."
+            )
         files = [file_entry(extracted, rel) for rel in rels]
         moves = [(os.path.join(extracted, rel), rel) for rel in rels]
         if p["keep_archive"] and action == "download":
@@ -933,20 +966,30 @@ def apply(module, dest, source, manifest, action, broken, config_dir, secrets, c
     if action == "restore":
         recorded = {e["file"]: e["sha256"] for e in manifest["files"]}
         if {f["file"]: f["sha256"] for f in files} != recorded:
-            raise KaggleDatasetError(f"The kept archive {archive_name} does not hold the files the manifest records; "
-                                     "re-run with force=true to download again.")
+            raise KaggleDatasetError(
+                f"The kept archive {archive_name} does not hold the files the manifest records; "
+                "re-run with force=true to download again."
+            )
         moves = [(src, rel) for src, rel in moves if rel in broken]
 
     manifest_new = new_manifest(source, bool(p["extract"]), files, archive_entry, downloaded_at, version)
     removed = install(dest, moves, manifest, manifest_new)
-    out = {"changed": True, "files": [public_entry(f) for f in files], "downloaded_at": downloaded_at,
-               "archive": public_entry(archive_entry) if archive_entry else None, "removed": removed,
-               "after": dump(manifest_summary(manifest_new))}
+    out = {
+        "changed": True,
+        "files": [public_entry(f) for f in files],
+        "downloaded_at": downloaded_at,
+        "archive": public_entry(archive_entry) if archive_entry else None,
+        "removed": removed,
+        "after": dump(manifest_summary(manifest_new)),
+    }
     if action == "restore":
         out.update(restored=broken, msg="Restored {} from the kept archive {}.".format(", ".join(broken), archive_name))
     else:
-        out.update(downloaded=True, kaggle_version=version,
-                   msg=f"Downloaded {source_label(source)}: {len(files)} file(s) in {dest}.")
+        out.update(
+            downloaded=True,
+            kaggle_version=version,
+            msg=f"Downloaded {source_label(source)}: {len(files)} file(s) in {dest}.",
+        )
     return out
 
 
@@ -991,8 +1034,17 @@ def main():
     module.no_log_values.update(secrets)
 
     manifest_path = os.path.join(dest, MANIFEST_NAME)
-    result = {"changed": False, "dest": dest, "source": source, "manifest": manifest_path, "files": [], "archive": None,
-                  "downloaded": False, "restored": [], "removed": []}
+    result = {
+        "changed": False,
+        "dest": dest,
+        "source": source,
+        "manifest": manifest_path,
+        "files": [],
+        "archive": None,
+        "downloaded": False,
+        "restored": [],
+        "removed": [],
+    }
     warnings = []
     manifest, problem = read_manifest(dest) if os.path.isdir(dest) else (None, None)
     if problem:
@@ -1013,13 +1065,19 @@ def main():
         module.exit_json(**result)
 
     def unchanged(m, **extra):
-        finish(msg=f"{source_label(source)}: {reason}.", files=[public_entry(e) for e in m["files"]],
-               archive=public_entry(m["archive"]) if m.get("archive") else None, downloaded_at=m.get("downloaded_at"),
-               **extra)
+        finish(
+            msg=f"{source_label(source)}: {reason}.",
+            files=[public_entry(e) for e in m["files"]],
+            archive=public_entry(m["archive"]) if m.get("archive") else None,
+            downloaded_at=m.get("downloaded_at"),
+            **extra,
+        )
 
     if action == "ok" and manifest.get("archive") and not check_entry(dest, manifest["archive"]):
-        warnings.append(f"The kept archive {manifest['archive']['file']} is missing or changed. It only serves to "
-                        "restore extracted files without a download; use force=true to download it again.")
+        warnings.append(
+            f"The kept archive {manifest['archive']['file']} is missing or changed. It only serves to "
+            "restore extracted files without a download; use force=true to download it again."
+        )
     if action == "ok" and not stale:
         unchanged(manifest)
 
@@ -1027,11 +1085,21 @@ def main():
         if action == "download":
             if credentials is None:
                 warnings.append(no_credentials_message(config_dir, cred_problem))
-            finish(changed=True, downloaded=True, removed=stale, after=dump({"source": source, "files": "(unknown "
-                   "until downloaded)"}), msg=f"Would download {source_label(source)} ({reason}).")
+            finish(
+                changed=True,
+                downloaded=True,
+                removed=stale,
+                after=dump({"source": source, "files": "(unknown until downloaded)"}),
+                msg=f"Would download {source_label(source)} ({reason}).",
+            )
         if action == "restore":
-            finish(changed=True, restored=broken, removed=stale, files=[public_entry(e) for e in manifest["files"]],
-                   msg="Would restore {} from the kept archive.".format(", ".join(broken)))
+            finish(
+                changed=True,
+                restored=broken,
+                removed=stale,
+                files=[public_entry(e) for e in manifest["files"]],
+                msg="Would restore {} from the kept archive.".format(", ".join(broken)),
+            )
         unchanged(manifest, changed=True, removed=stale)
 
     if action == "download" and credentials is None:
@@ -1058,13 +1126,18 @@ def main():
     except KaggleDatasetError as e:
         module.fail_json(msg=sanitize(e, secrets), **result)
     except zipfile.BadZipFile as e:
-        module.fail_json(msg=sanitize(f"The archive is corrupt ({e}); re-run with force=true to download it again.",
-                                      secrets), **result)
+        module.fail_json(
+            msg=sanitize(f"The archive is corrupt ({e}); re-run with force=true to download it again.", secrets),
+            **result,
+        )
     except OSError as e:
         module.fail_json(msg=sanitize(describe_error(e, source, {"dest": dest}), secrets), **result)
-    except Exception as e:  # noqa: BLE001 - last resort, with the traceback for a bug report
-        module.fail_json(msg=sanitize(f"Unexpected error for {source_label(source)}: {type(e).__name__}: {e}",
-                                      secrets), exception=sanitize(traceback.format_exc(), secrets), **result)
+    except Exception as e:
+        module.fail_json(
+            msg=sanitize(f"Unexpected error for {source_label(source)}: {type(e).__name__}: {e}", secrets),
+            exception=sanitize(traceback.format_exc(), secrets),
+            **result,
+        )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ KEY=$CACHE_DIR/ssh/id_ed25519
 STATE_DIR=.sandbox/node
 ROOTFS=$STATE_DIR/rootfs
 PID_FILE=$STATE_DIR/pid
-PIDNS_FILE=$STATE_DIR/pidns
+INIT_FILE=$STATE_DIR/init
 CONSOLE_LOG=$STATE_DIR/console.log
 ENV_FILE=$STATE_DIR/env
 SSH_CONFIG=$STATE_DIR/ssh_config
@@ -196,7 +196,7 @@ copy_host_config() {
   local tree=$1 f keyring
   if compgen -G '/usr/local/share/ca-certificates/*' >/dev/null; then
     cp -a /usr/local/share/ca-certificates/. "$tree/usr/local/share/ca-certificates/"
-    chroot "$tree" update-ca-certificates >/dev/null
+    chroot "$tree" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the node tree"
   fi
   [ -f /etc/pip.conf ] && install -m 0644 /etc/pip.conf "$tree/etc/pip.conf"
   if [ -d /etc/xdg/pip ]; then
@@ -359,19 +359,27 @@ children_of() {
   return 0
 }
 
-# Processes inside the container: in the recorded PID namespace, or rooted in our rootfs.
+# "PID STARTTIME" of a process: identifies it even after its PID is reused.
+proc_identity() {
+  local rest
+  rest=$(sed -E 's/^.*\) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$rest" ] || return 1
+  printf '%s %s\n' "$1" "$(awk '{ print $20 }' <<<"$rest")"
+}
+
+# Processes of the container: everything in the PID namespace of its init (PID 1 inside), recorded by `up`
+# with its start time, so a recycled PID or namespace id never points at someone else's processes.
 container_pids() {
-  local abs p ns="" own
-  abs=$(realpath -m "$ROOTFS")
-  own=$(readlink /proc/self/ns/pid)
-  [ -f "$PIDNS_FILE" ] && ns=$(cat "$PIDNS_FILE")
+  local init p ns
+  [ -f "$INIT_FILE" ] || return 0
+  read -r init _ <"$INIT_FILE" || return 0
+  [[ $init =~ ^[0-9]+$ ]] && alive "$init" || return 0
+  [ "$(proc_identity "$init")" = "$(cat "$INIT_FILE")" ] || return 0
+  ns=$(readlink "/proc/$init/ns/pid" 2>/dev/null) || return 0
+  [ "$ns" != "$(readlink /proc/self/ns/pid)" ] || return 0
   for p in /proc/[0-9]*; do
     p=${p#/proc/}
-    alive "$p" || continue
-    if { [ -n "$ns" ] && [ "$ns" != "$own" ] && [ "$(readlink "/proc/$p/ns/pid" 2>/dev/null)" = "$ns" ]; } \
-       || [ "$(readlink "/proc/$p/root" 2>/dev/null)" = "$abs" ]; then
-      printf '%s\n' "$p"
-    fi
+    alive "$p" && [ "$(readlink "/proc/$p/ns/pid" 2>/dev/null)" = "$ns" ] && printf '%s\n' "$p"
   done
   return 0
 }
@@ -426,7 +434,8 @@ stop_node() {
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
-  # Whatever is left inside the container (killing its PID 1 takes the whole PID namespace down).
+  # Whatever is left inside the container (killing its PID 1 takes the whole PID namespace down;
+  # nspawn killed with SIGKILL leaves its container running).
   deadline=$((SECONDS + 10))
   while pids=$(container_pids) && [ -n "$pids" ]; do
     [ $SECONDS -ge $deadline ] && die "processes of the node survive SIGKILL: $(tr '\n' ' ' <<<"$pids")"
@@ -438,7 +447,7 @@ stop_node() {
   if [ -e "$ROOTFS" ]; then
     rm -rf --one-file-system "$ROOTFS" || die "cannot remove $ROOTFS"
   fi
-  rm -f "$PID_FILE" "$PIDNS_FILE" "$ENV_FILE" "$SSH_CONFIG"
+  rm -f "$PID_FILE" "$INIT_FILE" "$ENV_FILE" "$SSH_CONFIG"
 }
 
 write_access_files() {
@@ -503,7 +512,7 @@ boot_node() {
     sleep 0.2
   done
   child=$(children_of "$pid" | head -n 1)
-  [ -n "$child" ] && readlink "/proc/$child/ns/pid" >"$PIDNS_FILE"
+  if [ -n "$child" ]; then proc_identity "$child" >"$INIT_FILE"; fi
   write_access_files
   log "node up in $((SECONDS - start)) s: ssh -F $SSH_CONFIG $MACHINE  (or: $0 ssh)"
 }
@@ -548,7 +557,7 @@ cmd_down() {
   take_lock
   if [ -z "$(node_pid)" ] && [ ! -e "$ROOTFS" ] && [ ! -e "$PID_FILE" ] && [ -z "$(container_pids)" ]; then
     log "node not running"
-    rm -f "$ENV_FILE" "$SSH_CONFIG" "$PIDNS_FILE"
+    rm -f "$ENV_FILE" "$SSH_CONFIG" "$INIT_FILE"
     return
   fi
   local start=$SECONDS
@@ -560,6 +569,10 @@ cmd_status() {
   local pid
   pid=$(node_pid)
   if [ -z "$pid" ]; then
+    if [ -n "$(container_pids)" ]; then
+      echo "stopped, but processes of the node are left (systemd-nspawn was killed); run: $0 down"
+      exit 1
+    fi
     echo "stopped"
     exit 3
   fi

@@ -21,25 +21,33 @@ venv() {
     "$PYTHON" -m venv "$VENV"
   fi
   log "installing pinned Python packages (requirements-dev.txt)"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r requirements-dev.txt
+  # grep drops the machine-level pip config's warnings about absent local mirrors.
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r requirements-dev.txt 2> >(grep -v 'is ignored' >&2)
 }
 
 collections() {
   local ansible_galaxy="$VENV/bin/ansible-galaxy"
+  local galaxy_log=.cache/galaxy.log
+  mkdir -p .cache
   mkdir -p "$COLLECTIONS_DIR"
   # Galaxy first, for parity with what real users do; give up quickly when it is unreachable.
   if timeout 60 "$ansible_galaxy" collection install -r requirements.yml -p "$COLLECTIONS_DIR" \
-       --timeout 15 >/tmp/fraud-demo-galaxy.log 2>&1; then
-    log "collections installed from Ansible Galaxy"
+       --timeout 15 >"$galaxy_log" 2>&1; then
+    if grep -q "Nothing to do" "$galaxy_log"; then
+      log "collections already installed (requirements.yml is satisfied)"
+    else
+      log "collections installed from Ansible Galaxy"
+    fi
     return
   fi
-  log "Ansible Galaxy unreachable ($(tail -n 1 /tmp/fraud-demo-galaxy.log | cut -c1-120)); using PyPI's ansible==$ANSIBLE_BUNDLE_VERSION bundle"
+  log "Ansible Galaxy unreachable ($(grep -m1 -oE 'urlopen error[^>]*|Name or service not known|timed out' "$galaxy_log" || echo "see $galaxy_log")); using PyPI's ansible==$ANSIBLE_BUNDLE_VERSION bundle"
   local cache=.cache/ansible-bundle
   local wheel
   wheel=$(ls "$cache"/ansible-"$ANSIBLE_BUNDLE_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
   if [ -z "$wheel" ]; then
     mkdir -p "$cache"
-    "$VENV/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$cache" "ansible==$ANSIBLE_BUNDLE_VERSION"
+    "$VENV/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$cache" \
+      "ansible==$ANSIBLE_BUNDLE_VERSION" 2> >(grep -v 'is ignored' >&2)
     wheel=$(ls "$cache"/ansible-"$ANSIBLE_BUNDLE_VERSION"-*.whl | head -n 1)
   fi
   local src="$cache/src"
@@ -68,7 +76,7 @@ PY
       log "ERROR: requirements.yml pins $name $version but ansible==$ANSIBLE_BUNDLE_VERSION bundles $have; update one of them"
       exit 1
     fi
-    "$ansible_galaxy" collection install --force --no-deps -p "$COLLECTIONS_DIR" "$dir" >/dev/null
+    "$ansible_galaxy" collection install --force --no-deps -p "$COLLECTIONS_DIR" "$dir" >/dev/null 2>&1
     log "installed $name $version from the PyPI bundle"
   done <<<"$names"
   rm -rf "$src"

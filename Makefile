@@ -1,0 +1,61 @@
+# fraud-demo: two commands do everything on a fresh machine.
+#   make demo   sandbox AWS + the pipeline on it + a summary of what exists
+#   make test   lint, unit tests, Molecule scenarios and an end-to-end sandbox run
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+INVENTORY_SANDBOX := inventory/sandbox
+# Every sandbox command runs with the emulator's endpoint and dummy credentials.
+SANDBOX_ENV := set -a && . .sandbox/env && set +a &&
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: help setup sandbox-up sandbox-down demo test lint unit molecule e2e clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt files/requirements-node.txt files/pyproject.toml scripts/setup.sh
+	@scripts/setup.sh venv
+	@$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e files 2> >(grep -v 'is ignored' >&2)
+	@touch $@
+
+collections/.installed: requirements.yml scripts/setup.sh $(VENV)/.installed
+	@scripts/setup.sh collections
+	@touch $@
+
+setup: $(VENV)/.installed collections/.installed  ## build .venv and install the collections (quiet when done)
+	@:
+
+sandbox-up: setup  ## start the local AWS emulator; writes .sandbox/env
+	@scripts/sandbox.sh up
+
+sandbox-down:  ## stop the sandbox (all emulated resources are forgotten)
+	@scripts/sandbox.sh down
+
+demo: sandbox-up  ## run the whole pipeline on the sandbox and print what exists
+	@$(SANDBOX_ENV) $(BIN)/ansible-playbook -i $(INVENTORY_SANDBOX) site.yml
+	@$(SANDBOX_ENV) $(BIN)/python scripts/summary.py
+
+lint: setup  ## yamllint, ansible-lint (production profile), ruff
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --offline
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: setup  ## pytest: modules, jobs, scripts (no sandbox needed)
+	$(PYTEST) -m "not sandbox"
+
+molecule: sandbox-up  ## Molecule scenarios against the sandbox
+	$(SANDBOX_ENV) $(BIN)/molecule test --all
+
+e2e: sandbox-up  ## end-to-end: bad inputs, check mode, timings on the sandbox
+	$(SANDBOX_ENV) $(PYTEST) -m sandbox
+
+test: lint unit molecule e2e  ## everything CI runs
+	@echo "make test: all checks passed"
+
+clean: sandbox-down  ## remove the venv, collections and caches
+	rm -rf $(VENV) collections .cache .pytest_cache .ruff_cache

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Print what the fraud-demo pipeline created and how to look at it (used at the end of `make demo`).
+
+Reads everything back through the AWS API (the sandbox emulator when AWS_ENDPOINT_URL is set), so the
+summary shows what exists, not what the playbooks meant to create.
+"""
+
+import argparse
+import os
+import sys
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+PURPOSE = "fraud-demo"
+
+
+def tags_of(pairs):
+    return {t["Key"]: t["Value"] for t in pairs or []}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", default=os.environ.get("FRAUD_DEMO_NAME", "fraud-demo"))
+    parser.add_argument("--log-group", default="fraud-demo-logs")
+    args = parser.parse_args(argv)
+    session = boto3.session.Session()
+    region = session.region_name
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    out = []
+    try:
+        account = session.client("sts").get_caller_identity()["Account"]
+        s3 = session.client("s3")
+        buckets = []
+        for b in s3.list_buckets().get("Buckets", []):
+            try:
+                tags = tags_of(s3.get_bucket_tagging(Bucket=b["Name"]).get("TagSet"))
+            except ClientError:
+                continue
+            if tags.get("Purpose") == PURPOSE and tags.get("Project") == args.project:
+                versioning = s3.get_bucket_versioning(Bucket=b["Name"]).get("Status", "Off")
+                buckets.append(f"s3://{b['Name']}  (versioning {versioning})")
+        logs = session.client("logs")
+        groups = logs.describe_log_groups(logGroupNamePrefix=args.log_group).get("logGroups", [])
+        ec2 = session.client("ec2")
+        filters = [
+            {"Name": "tag:Purpose", "Values": [PURPOSE]},
+            {"Name": "tag:Project", "Values": [args.project]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+        instances = [i for r in ec2.describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]]
+        iam = session.client("iam")
+        role_name = f"{args.project}-node"
+        try:
+            role = iam.get_role(RoleName=role_name)["Role"]
+            attached = iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
+            policies = [p["PolicyName"] for p in attached]
+        except iam.exceptions.NoSuchEntityException:
+            role, policies = None, []
+    except (BotoCoreError, ClientError) as e:
+        print(f"summary: cannot read the AWS resources back ({e})", file=sys.stderr)
+        return 1
+
+    where = f"sandbox emulator at {endpoint}" if endpoint else "AWS"
+    out.append(f"fraud-demo on {where} — account {account}, region {region}")
+    out.append("")
+    out.append("Buckets:")
+    out.extend(f"  {b}" for b in buckets or ["(none)"])
+    out.append("Log group:")
+    out.extend(f"  {g['logGroupName']}  (retention {g.get('retentionInDays', 'never expires')} days)" for g in groups)
+    if not groups:
+        out.append("  (none)")
+    out.append("Node role:")
+    out.append(f"  {role['Arn']}  policies: {', '.join(sorted(policies))}" if role else "  (none)")
+    out.append("Node:")
+    for i in instances:
+        md = i.get("MetadataOptions", {})
+        out.append(
+            f"  {i['InstanceId']}  {i['InstanceType']}  {i['State']['Name']}  image {i['ImageId']}"
+            f"  IMDSv2 {'required' if md.get('HttpTokens') == 'required' else 'OPTIONAL'}"
+        )
+    if not instances:
+        out.append("  (none)")
+    out.append("")
+    out.append("Look for yourself:")
+    prefix = ". .sandbox/env && " if endpoint else ""
+    out.append(f"  {prefix}.venv/bin/ansible-inventory -i inventory/aws --graph     # how Ansible finds the node")
+    out.append(f"  {prefix}.venv/bin/python -c \"import boto3; print(boto3.client('s3').list_buckets()['Buckets'])\"")
+    out.append("  aws s3 ls   # with the aws CLI, after the same `. .sandbox/env`")
+    out.append(
+        "Tear down: .venv/bin/ansible-playbook -i inventory/sandbox playbooks/teardown.yml"
+        " [-e fraud_demo_delete_data=true]"
+        if endpoint
+        else "Tear down: ansible-playbook -i inventory/aws playbooks/teardown.yml [-e fraud_demo_delete_data=true]"
+    )
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
