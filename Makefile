@@ -11,6 +11,8 @@ INVENTORY_SANDBOX := inventory/sandbox
 # Every sandbox command runs with the emulator's endpoint and dummy credentials.
 SANDBOX_ENV := set -a && . .sandbox/env && set +a &&
 PYTEST := $(BIN)/python -m pytest
+# Molecule and ansible-lint call ansible-* by name.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help setup sandbox-up sandbox-down demo test lint unit molecule e2e clean
 

@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Read the provisioned fraud-demo resources back through the AWS API and check them.
+
+    python tests/sandbox/awsstate.py verify      # every property provision.yml promises; exit 1 on any problem
+    python tests/sandbox/awsstate.py leftovers   # anything of ours that still exists; exit 1 if so
+
+Used by the Molecule scenario (verify, destroy) and by the pytest end-to-end tests. Works against the
+sandbox emulator (AWS_ENDPOINT_URL) or a real account.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import boto3
+from botocore.exceptions import ClientError
+
+PURPOSE = "fraud-demo"
+SSM_CORE = "AmazonSSMManagedInstanceCore"
+
+
+class Names:
+    def __init__(self, session, project="fraud-demo", bucket=None, transfer_bucket=None, log_group="fraud-demo-logs"):
+        account = session.client("sts").get_caller_identity()["Account"]
+        region = session.region_name
+        self.project = project
+        self.bucket = bucket or f"{project}-data-{account}-{region}"
+        self.transfer_bucket = transfer_bucket or f"{project}-ssm-{account}-{region}"
+        self.log_group = log_group
+        self.role = f"{project}-node"
+        self.policy = f"{project}-node-access"
+        self.policy_arn = f"arn:aws:iam::{account}:policy/{self.policy}"
+        self.security_group = f"{project}-node"
+        self.tags = {"Purpose": PURPOSE, "Project": project}
+
+
+def _tags(pairs):
+    return {t["Key"]: t["Value"] for t in pairs or []}
+
+
+def _ours(tags, names):
+    return all(tags.get(k) == v for k, v in names.tags.items())
+
+
+def bucket_exists(s3, name):
+    try:
+        s3.head_bucket(Bucket=name)
+        return True
+    except ClientError:
+        return False
+
+
+def check_bucket(s3, name, names, versioned, problems):
+    p = f"bucket {name}:"
+    if not bucket_exists(s3, name):
+        problems.append(f"{p} missing")
+        return
+    status = s3.get_bucket_versioning(Bucket=name).get("Status")
+    if versioned and status != "Enabled":
+        problems.append(f"{p} versioning is {status}, expected Enabled")
+    if not versioned and status == "Enabled":
+        problems.append(f"{p} versioning is Enabled, expected off")
+    pab = s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
+    for key in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"):
+        if pab.get(key) is not True:
+            problems.append(f"{p} public access block {key} is {pab.get(key)}")
+    rules = s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
+    algos = {r["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules}
+    if not algos & {"AES256", "aws:kms"}:
+        problems.append(f"{p} no default encryption ({algos})")
+    ownership = s3.get_bucket_ownership_controls(Bucket=name)["OwnershipControls"]["Rules"][0]["ObjectOwnership"]
+    if ownership != "BucketOwnerEnforced":
+        problems.append(f"{p} object ownership {ownership}")
+    policy = json.loads(s3.get_bucket_policy(Bucket=name)["Policy"])
+    deny_tls = [
+        st
+        for st in policy["Statement"]
+        if st["Effect"] == "Deny"
+        and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
+    ]
+    if not deny_tls:
+        problems.append(f"{p} bucket policy does not deny non-TLS requests")
+    else:
+        resources = deny_tls[0]["Resource"]
+        resources = resources if isinstance(resources, list) else [resources]
+        if {f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"} - set(resources):
+            problems.append(f"{p} TLS-only statement does not cover the bucket and its objects: {resources}")
+    lifecycle = s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
+    enabled = [r for r in lifecycle if r["Status"] == "Enabled"]
+    if versioned and not any("NoncurrentVersionExpiration" in r for r in enabled):
+        problems.append(f"{p} no lifecycle rule expiring noncurrent versions")
+    if not versioned and not any(r.get("Expiration", {}).get("Days") == 1 for r in enabled):
+        problems.append(f"{p} transfer objects do not expire after a day")
+    tags = _tags(s3.get_bucket_tagging(Bucket=name)["TagSet"])
+    if not _ours(tags, names) or tags.get("Name") != name:
+        problems.append(f"{p} tags {tags}")
+
+
+def check_iam(iam, names, problems):
+    try:
+        role = iam.get_role(RoleName=names.role)["Role"]
+    except iam.exceptions.NoSuchEntityException:
+        problems.append(f"role {names.role}: missing")
+        return
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    principals = [st["Principal"].get("Service") for st in trust["Statement"]]
+    if principals != ["ec2.amazonaws.com"]:
+        problems.append(f"role {names.role}: trusted principals {principals}, expected only ec2.amazonaws.com")
+    if not _ours(_tags(role.get("Tags")), names):
+        problems.append(f"role {names.role}: tags {role.get('Tags')}")
+    attached = sorted(p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=names.role)["AttachedPolicies"])
+    if attached != sorted([names.policy, SSM_CORE]):
+        problems.append(f"role {names.role}: attached {attached}, expected only {names.policy} and {SSM_CORE}")
+    if iam.list_role_policies(RoleName=names.role)["PolicyNames"]:
+        problems.append(f"role {names.role}: unexpected inline policies")
+    profile = iam.get_instance_profile(InstanceProfileName=names.role)["InstanceProfile"]
+    if [r["RoleName"] for r in profile["Roles"]] != [names.role]:
+        problems.append(f"instance profile {names.role}: roles {profile['Roles']}")
+    pol = iam.get_policy(PolicyArn=names.policy_arn)["Policy"]
+    doc = iam.get_policy_version(PolicyArn=names.policy_arn, VersionId=pol["DefaultVersionId"])["PolicyVersion"]
+    doc = doc["Document"]
+    doc = json.loads(doc) if isinstance(doc, str) else doc
+    for st in doc["Statement"]:
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        if any(a.endswith("*") for a in actions):
+            problems.append(f"policy {names.policy}: wildcard action in {st['Sid']}")
+        for r in resources:
+            if r == "*":
+                namespace = st.get("Condition", {}).get("StringEquals", {}).get("cloudwatch:namespace")
+                if actions != ["cloudwatch:PutMetricData"] or not namespace:
+                    problems.append(f"policy {names.policy}: unscoped resource * in {st['Sid']}")
+            elif names.bucket not in r and names.log_group not in r:
+                problems.append(f"policy {names.policy}: resource {r} is not our bucket or log group")
+
+
+def check_node(session, names, problems):
+    ec2 = session.client("ec2")
+    live = ["pending", "running", "stopping", "stopped"]
+    filters = [
+        {"Name": "tag:Purpose", "Values": [PURPOSE]},
+        {"Name": "tag:Project", "Values": [names.project]},
+        {"Name": "instance-state-name", "Values": live},
+    ]
+    instances = [i for r in ec2.describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]]
+    if len(instances) != 1:
+        problems.append(f"node: {len(instances)} instances, expected exactly 1")
+        return
+    node = instances[0]
+    if node["State"]["Name"] != "running":
+        problems.append(f"node: state {node['State']['Name']}")
+    md = node.get("MetadataOptions", {})
+    if md.get("HttpTokens") != "required" or md.get("HttpEndpoint") != "enabled":
+        problems.append(f"node: IMDSv2 not enforced {md}")
+    if not node.get("IamInstanceProfile", {}).get("Arn", "").endswith(f"instance-profile/{names.role}"):
+        problems.append(f"node: instance profile {node.get('IamInstanceProfile')}")
+    if _tags(node.get("Tags")).get("Name") != f"{names.project}-node":
+        problems.append(f"node: Name tag {_tags(node.get('Tags'))}")
+    root = node["RootDeviceName"]
+    vol_ids = [m["Ebs"]["VolumeId"] for m in node["BlockDeviceMappings"] if m["DeviceName"] == root]
+    if not vol_ids:
+        problems.append("node: no root volume")
+    else:
+        vol = ec2.describe_volumes(VolumeIds=vol_ids)["Volumes"][0]
+        if not vol["Encrypted"] or vol["VolumeType"] != "gp3":
+            problems.append(f"node: root volume encrypted={vol['Encrypted']} type={vol['VolumeType']}")
+    groups = ec2.describe_security_groups(GroupIds=[g["GroupId"] for g in node["SecurityGroups"]])["SecurityGroups"]
+    if [g["GroupName"] for g in groups] != [names.security_group]:
+        problems.append(f"node: security groups {[g['GroupName'] for g in groups]}")
+    ssh_cidr = os.environ.get("FRAUD_DEMO_EXPECT_SSH_CIDR")
+    for g in groups:
+        ingress = [(p.get("FromPort"), r["CidrIp"]) for p in g["IpPermissions"] for r in p.get("IpRanges", [])]
+        expected = [(22, ssh_cidr)] if ssh_cidr else []
+        if ingress != expected:
+            problems.append(f"security group {g['GroupName']}: inbound {ingress}, expected {expected}")
+
+
+def verify(session, names):
+    problems = []
+    s3 = session.client("s3")
+    check_bucket(s3, names.bucket, names, versioned=True, problems=problems)
+    check_bucket(s3, names.transfer_bucket, names, versioned=False, problems=problems)
+    groups = session.client("logs").describe_log_groups(logGroupNamePrefix=names.log_group)["logGroups"]
+    group = [g for g in groups if g["logGroupName"] == names.log_group]
+    if not group:
+        problems.append(f"log group {names.log_group}: missing")
+    elif not group[0].get("retentionInDays"):
+        problems.append(f"log group {names.log_group}: no retention")
+    check_iam(session.client("iam"), names, problems)
+    check_node(session, names, problems)
+    return problems
+
+
+def leftovers(session, names, include_data_bucket=True):
+    """Everything of ours that still exists (terminated instances don't count)."""
+    found = []
+    s3 = session.client("s3")
+    for b in s3.list_buckets().get("Buckets", []):
+        try:
+            tags = _tags(s3.get_bucket_tagging(Bucket=b["Name"])["TagSet"])
+        except ClientError:
+            continue
+        if _ours(tags, names) and (include_data_bucket or b["Name"] != names.bucket):
+            found.append(f"bucket {b['Name']}")
+    ec2 = session.client("ec2")
+    tag_filters = [{"Name": "tag:Purpose", "Values": [PURPOSE]}, {"Name": "tag:Project", "Values": [names.project]}]
+    live = {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped", "shutting-down"]}
+    for r in ec2.describe_instances(Filters=[*tag_filters, live])["Reservations"]:
+        found += [f"instance {i['InstanceId']}" for i in r["Instances"]]
+    found += [f"security group {g['GroupId']}" for g in ec2.describe_security_groups(Filters=tag_filters)["SecurityGroups"]]
+    found += [f"vpc {v['VpcId']}" for v in ec2.describe_vpcs(Filters=tag_filters)["Vpcs"]]
+    found += [f"subnet {s['SubnetId']}" for s in ec2.describe_subnets(Filters=tag_filters)["Subnets"]]
+    found += [f"internet gateway {g['InternetGatewayId']}" for g in ec2.describe_internet_gateways(Filters=tag_filters)["InternetGateways"]]
+    iam = session.client("iam")
+    for name, call in ((names.role, iam.get_role), (names.role, iam.get_instance_profile)):
+        try:
+            call(**({"RoleName": name} if call == iam.get_role else {"InstanceProfileName": name}))
+            found.append(f"iam {call.__name__.removeprefix('get_')} {name}")
+        except iam.exceptions.NoSuchEntityException:
+            pass
+    try:
+        iam.get_policy(PolicyArn=names.policy_arn)
+        found.append(f"iam policy {names.policy}")
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    groups = session.client("logs").describe_log_groups(logGroupNamePrefix=names.log_group)["logGroups"]
+    found += [f"log group {g['logGroupName']}" for g in groups if g["logGroupName"] == names.log_group]
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["verify", "leftovers"])
+    parser.add_argument("--project", default="fraud-demo")
+    args = parser.parse_args(argv)
+    session = boto3.session.Session()
+    names = Names(session, args.project)
+    problems = verify(session, names) if args.what == "verify" else leftovers(session, names)
+    for p in problems:
+        print(f"{args.what}: {p}")
+    print(f"{args.what}: {'FAILED' if problems else 'ok'} ({len(problems)} problem(s))")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
