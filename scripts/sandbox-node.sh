@@ -12,12 +12,16 @@
 #   scripts/sandbox-node.sh ssh [CMD]   ssh into the node as ubuntu
 #
 # Environment: FRAUD_DEMO_NODE_ADDR (127.0.0.2), FRAUD_DEMO_NODE_PORT (2222),
-#              FRAUD_DEMO_NODE_BOOT_TIMEOUT (30 s), FRAUD_DEMO_NODE_STOP_TIMEOUT (15 s).
+#              FRAUD_DEMO_NODE_BOOT_TIMEOUT (30 s), FRAUD_DEMO_NODE_STOP_TIMEOUT (15 s),
+#              FRAUD_DEMO_NODE_TMPFS (unset; e.g. 8G: keep the node's tree in a tmpfs of that size, in RAM).
 # After `up`, .sandbox/node/env and .sandbox/node/ssh_config describe how to reach the node.
 # build/up/down need root (debootstrap, systemd-nspawn). Apart from what systemd-nspawn and debootstrap do
 # themselves, nothing outside the repository is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Run EXIT traps (build cleanup) on ^C and kill too.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 SUITE=bookworm
 VARIANT=minbase
@@ -52,6 +56,7 @@ ADDR=${FRAUD_DEMO_NODE_ADDR:-127.0.0.2}
 PORT=${FRAUD_DEMO_NODE_PORT:-2222}
 BOOT_TIMEOUT=${FRAUD_DEMO_NODE_BOOT_TIMEOUT:-30}
 STOP_TIMEOUT=${FRAUD_DEMO_NODE_STOP_TIMEOUT:-15}
+TMPFS_SIZE=${FRAUD_DEMO_NODE_TMPFS:-}
 
 log() { printf 'sandbox-node: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -81,11 +86,14 @@ require_tools() {
     missing+=("$tool (Debian package $pkg)")
   done
   [ ${#missing[@]} -eq 0 ] && return
-  die "missing: ${missing[*]}; run 'make setup' or 'scripts/setup.sh apt' to install the sandbox node's packages"
+  die "missing: ${missing[*]}; install the sandbox node's Debian packages with: scripts/setup.sh apt (as root)"
 }
 
 validate_endpoint() {
   [[ $ADDR =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || die "FRAUD_DEMO_NODE_ADDR=$ADDR is not an IPv4 address"
+  if [ -n "$TMPFS_SIZE" ] && ! [[ $TMPFS_SIZE =~ ^[0-9]+[kKmMgG%]?$ ]]; then
+    die "FRAUD_DEMO_NODE_TMPFS=$TMPFS_SIZE is not a tmpfs size such as 8G"
+  fi
   if ! [[ $PORT =~ ^[0-9]+$ ]] || [ "$PORT" -lt 1 ] || [ "$PORT" -gt 65535 ]; then
     die "FRAUD_DEMO_NODE_PORT=$PORT is not a TCP port number"
   fi
@@ -270,6 +278,18 @@ EOF
   find "$tree/var/log" -type f -exec truncate -s 0 {} +
 }
 
+# Stop the process group of a background helper still running when the script exits.
+GROUP_PID=
+stop_group() {
+  [ -n "$GROUP_PID" ] || return 0
+  kill -TERM -- "-$GROUP_PID" 2>/dev/null || return 0
+  local deadline=$((SECONDS + 10))
+  while kill -0 -- "-$GROUP_PID" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  kill -KILL -- "-$GROUP_PID" 2>/dev/null || true
+  wait "$GROUP_PID" 2>/dev/null || true
+  GROUP_PID=
+}
+
 # Unmount whatever is mounted at or below DIR (deepest first). Returns non-zero if something stays.
 unmount_below() {
   local dir mnt
@@ -289,7 +309,7 @@ cmd_build() {
 
 build_locked() {
   ensure_key
-  local image mirror tmp start include
+  local image mirror tmp start include bootstrap_pid
   image=$(image_path)
   if [ -f "$image" ]; then
     log "image up to date: $image ($(du -h "$image" | cut -f1))"
@@ -300,21 +320,31 @@ build_locked() {
   mkdir -p "$CACHE_DIR"
   tmp=$(mktemp -d "$CACHE_DIR/build.XXXXXX")
   # shellcheck disable=SC2064 # expand $tmp now
-  trap "unmount_below '$tmp' || true; rm -rf --one-file-system '$tmp'" EXIT
+  trap "stop_group; unmount_below '$tmp' || true; rm -rf --one-file-system '$tmp' '$image.part'" EXIT
+  # Build in RAM when possible: debootstrap creates ~10k files, which is slow on some disks.
+  mount -t tmpfs -o mode=0755,size=2G fraud-demo-node-build "$tmp" 2>/dev/null \
+    || log "building on disk (could not mount a tmpfs at $tmp)"
   include=$(IFS=,; printf '%s' "${PACKAGES[*]}")
-  log "building the node image: debootstrap --variant=$VARIANT $SUITE from $mirror (log: $tmp/debootstrap.log)"
-  if ! debootstrap --variant="$VARIANT" --include="$include" "$SUITE" "$tmp/rootfs" "$mirror" \
-       >"$tmp/debootstrap.log" 2>&1; then
-    tail -n 20 "$tmp/debootstrap.log" >&2
+  log "building the node image: debootstrap --variant=$VARIANT $SUITE from $mirror (log: $CACHE_DIR/debootstrap.log)"
+  # In its own process group, waited for in the background: ^C or a kill stops it and everything it started.
+  setsid debootstrap --variant="$VARIANT" --include="$include" "$SUITE" "$tmp/rootfs" "$mirror" \
+    </dev/null >"$CACHE_DIR/debootstrap.log" 2>&1 9>&- &
+  bootstrap_pid=$!
+  GROUP_PID=$bootstrap_pid
+  if ! wait "$bootstrap_pid"; then
+    GROUP_PID=
+    tail -n 20 "$CACHE_DIR/debootstrap.log" >&2
     [ -f "$tmp/rootfs/debootstrap/debootstrap.log" ] && tail -n 20 "$tmp/rootfs/debootstrap/debootstrap.log" >&2
     die "debootstrap failed (mirror $mirror); see the lines above"
   fi
+  GROUP_PID=
   unmount_below "$tmp/rootfs" || die "debootstrap left mounts under $tmp/rootfs"
   prepare_tree "$tmp/rootfs"
   unmount_below "$tmp/rootfs" || die "mounts left under $tmp/rootfs"
   tar --numeric-owner -C "$tmp/rootfs" -cf - . | zstd -T0 -q -f -o "$image.part"
   mv -f "$image.part" "$image"
   find "$CACHE_DIR" -maxdepth 1 -name 'image-*.tar.zst' ! -path "$image" -delete
+  unmount_below "$tmp" || die "cannot unmount $tmp"
   rm -rf --one-file-system "$tmp"
   trap - EXIT
   log "built $image ($(du -h "$image" | cut -f1)) in $((SECONDS - start)) s"
@@ -474,16 +504,21 @@ EOF
 }
 
 boot_node() {
-  local image=$1 abs pid start deadline child
+  local image=$1 abs pid t0 t1 deadline child
   abs=$(realpath -m "$ROOTFS")
-  start=$SECONDS
+  t0=$(date +%s.%N)
   mkdir -p "$ROOTFS"
+  if [ -n "$TMPFS_SIZE" ]; then
+    # Opt-in: the tree in RAM. Restores in well under a second where creating files on disk is slow.
+    mount -t tmpfs -o "mode=0755,size=$TMPFS_SIZE" fraud-demo-node "$ROOTFS"
+  fi
   zstd -dcq "$image" | tar --numeric-owner -xpf - -C "$ROOTFS"
   # The key and the listen address may differ from those baked into the image.
   install_authorized_key "$ROOTFS"
   write_sshd_config "$ROOTFS"
   : >"$CONSOLE_LOG"
   rm -f "$PID_FILE"
+  t1=$(date +%s.%N)
   # New session, stdin from /dev/null, lock fd closed: the node outlives this script and ignores ^C here.
   # shellcheck disable=SC2016 # $$ and $1 belong to the inner bash
   setsid --fork bash -c 'echo $$ >"$1"; shift; exec "$@"' sandbox-node "$PID_FILE" \
@@ -514,7 +549,7 @@ boot_node() {
   child=$(children_of "$pid" | head -n 1)
   if [ -n "$child" ]; then proc_identity "$child" >"$INIT_FILE"; fi
   write_access_files
-  log "node up in $((SECONDS - start)) s: ssh -F $SSH_CONFIG $MACHINE  (or: $0 ssh)"
+  log "node up in $(awk -v a="$t0" -v b="$t1" -v c="$(date +%s.%N)" 'BEGIN { printf "%.1f s (restore %.1f s, boot %.1f s)", c - a, b - a, c - b }'): ssh -F $SSH_CONFIG $MACHINE  (or: $0 ssh)"
 }
 
 cmd_up() {

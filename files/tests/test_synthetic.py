@@ -1,0 +1,310 @@
+"""Tests of the offline IEEE-CIS-shaped generator (fraud_demo_jobs.synthetic), at small scale."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+# isort: off  (first-party or third-party depends on the ruff `src` setting; keep it last either way)
+from fraud_demo_jobs import synthetic as syn
+
+# isort: on
+
+ROWS = 5000
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _hashes(out) -> dict:
+    return {name: _sha(out / name) for name in syn.FILE_NAMES}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic")
+    summary = syn.generate(str(out), rows=ROWS, seed=42)
+    return out, summary
+
+
+@pytest.fixture(scope="module")
+def frames(generated):
+    out, _ = generated
+    return {name: pd.read_csv(out / name) for name in syn.FILE_NAMES}
+
+
+def _expected_dtype(name: str, col: str) -> str:
+    if name == "sample_submission.csv":
+        return "int64" if col == "TransactionID" else "float64"
+    base = col.replace("id-", "id_")
+    if base in syn.INT_COLUMNS:
+        return "int64"
+    if base in syn.STRING_TRANSACTION_COLUMNS or base in syn.STRING_IDENTITY_COLUMNS:
+        return "object"
+    return "float64"
+
+
+# ------------------------------------------------------------------------------------------------- schema
+
+
+def test_summary_and_sizes(generated):
+    out, summary = generated
+    assert summary["job"] == "generate" and summary["changed"] is True
+    rows = {f["name"]: f["rows"] for f in summary["files"]}
+    assert [f["name"] for f in summary["files"]] == list(syn.FILE_NAMES)
+    assert rows["train_transaction.csv"] == ROWS
+    assert rows["test_transaction.csv"] == round(ROWS * 506691 / 590540) == rows["sample_submission.csv"]
+    assert rows["train_identity.csv"] == round(ROWS * 144233 / 590540)
+    for f in summary["files"]:
+        assert os.path.getsize(out / f["name"]) == f["bytes"]
+    assert syn.Sizes.for_rows(590540) == syn.Sizes(590540, 506691, 144233, 141907)
+
+
+def test_columns_order_and_dtypes(frames):
+    assert len(syn.TRANSACTION_COLUMNS) == 394 and len(syn.TEST_TRANSACTION_COLUMNS) == 393
+    assert len(syn.IDENTITY_COLUMNS) == 41
+    expected = {
+        "train_transaction.csv": syn.TRANSACTION_COLUMNS,
+        "test_transaction.csv": syn.TEST_TRANSACTION_COLUMNS,
+        "train_identity.csv": syn.IDENTITY_COLUMNS,
+        "test_identity.csv": syn.TEST_IDENTITY_COLUMNS,
+        "sample_submission.csv": ["TransactionID", "isFraud"],
+    }
+    for name, cols in expected.items():
+        df = frames[name]
+        assert list(df.columns) == cols, name
+        wrong = {c: str(df[c].dtype) for c in df.columns if str(df[c].dtype) != _expected_dtype(name, c)}
+        assert not wrong, f"{name}: unexpected dtypes {wrong}"
+    assert frames["test_identity.csv"].columns[1] == "id-01" and frames["train_identity.csv"].columns[1] == "id_01"
+    assert "isFraud" not in frames["test_transaction.csv"].columns
+
+
+def test_categorical_domains(frames):
+    def dom(df, col):
+        return set(df[col].dropna().unique())
+
+    for name in ("train_transaction.csv", "test_transaction.csv"):
+        df = frames[name]
+        assert dom(df, "ProductCD") == {"W", "C", "R", "H", "S"}
+        assert dom(df, "card4") <= {"visa", "mastercard", "american express", "discover"}
+        assert dom(df, "card6") <= {"debit", "credit", "debit or credit", "charge card"}
+        for m in (1, 2, 3, 5, 6, 7, 8, 9):
+            assert dom(df, f"M{m}") <= {"T", "F"}
+        assert dom(df, "M4") <= {"M0", "M1", "M2"}
+        emails = dom(df, "P_emaildomain") | dom(df, "R_emaildomain")
+        assert {"gmail.com", "yahoo.com", "hotmail.com", "anonymous.com"} <= emails
+        assert all("." in e or e == "gmail" for e in emails)
+    for name, sep in (("train_identity.csv", "_"), ("test_identity.csv", "-")):
+        df = frames[name]
+        assert dom(df, "DeviceType") <= {"desktop", "mobile"}
+        for i in (12, 16, 27, 28, 29):
+            assert dom(df, f"id{sep}{i}") <= {"Found", "NotFound"}
+        assert dom(df, f"id{sep}15") <= {"New", "Found", "Unknown"}
+        for i in (35, 36, 37, 38):
+            assert dom(df, f"id{sep}{i}") <= {"T", "F"}
+        assert dom(df, f"id{sep}23") <= {"IP_PROXY:TRANSPARENT", "IP_PROXY:ANONYMOUS", "IP_PROXY:HIDDEN"}
+        assert dom(df, f"id{sep}34") <= {"match_status:-1", "match_status:0", "match_status:1", "match_status:2"}
+
+
+def test_missingness_is_realistic(frames):
+    tr = frames["train_transaction.csv"]
+    vcols = [f"V{i}" for i in range(1, 340)]
+    dcols = [f"D{i}" for i in range(1, 16)]
+    assert (tr[vcols].isna().mean() > 0.5).sum() >= 100  # many heavily missing V columns
+    assert (tr[dcols].isna().mean() > 0.4).sum() >= 8  # most D columns
+    assert 0.05 < tr["P_emaildomain"].isna().mean() < 0.3
+    assert tr["R_emaildomain"].isna().mean() > 0.6
+    assert tr[["TransactionID", "TransactionDT", "TransactionAmt", "ProductCD", "card1"]].notna().all().all()
+
+
+def test_keys_time_and_labels(frames):
+    tr, te = frames["train_transaction.csv"], frames["test_transaction.csv"]
+    assert (tr["TransactionID"].to_numpy() == np.arange(2987000, 2987000 + len(tr))).all()
+    assert (te["TransactionID"].to_numpy() == np.arange(3663549, 3663549 + len(te))).all()
+    assert (frames["sample_submission.csv"]["TransactionID"] == te["TransactionID"]).all()
+    assert (frames["sample_submission.csv"]["isFraud"] == 0.5).all()
+    dt_tr, dt_te = tr["TransactionDT"], te["TransactionDT"]
+    assert dt_tr.iloc[0] == 86400 and dt_tr.is_monotonic_increasing and dt_te.is_monotonic_increasing
+    assert 170 <= (dt_tr.max() - dt_tr.min()) / 86400 <= 190  # about 6 months
+    assert 25 <= (dt_te.min() - dt_tr.max()) / 86400 <= 35  # about a month's gap
+    assert 0.025 <= tr["isFraud"].mean() <= 0.045
+    assert set(tr["isFraud"].unique()) == {0, 1}
+    assert 0.70 <= (tr["ProductCD"] == "W").mean() <= 0.78
+
+
+def test_identity_rows(frames):
+    for part in ("train", "test"):
+        tx, idt = frames[f"{part}_transaction.csv"], frames[f"{part}_identity.csv"]
+        assert idt["TransactionID"].is_unique and idt["TransactionID"].is_monotonic_increasing
+        joined = tx.set_index("TransactionID").loc[idt["TransactionID"], "ProductCD"]
+        assert (joined != "W").all()  # W transactions never have an identity row
+        assert 0.15 < len(idt) / len(tx) < 0.35  # a minority
+
+
+# ------------------------------------------------------------------------------------- determinism and idempotence
+
+
+def test_deterministic_for_a_seed(generated, tmp_path):
+    out, _ = generated
+    syn.generate(str(tmp_path / "same"), rows=ROWS, seed=42)
+    assert _hashes(tmp_path / "same") == _hashes(out)
+    syn.generate(str(tmp_path / "other"), rows=ROWS, seed=43)
+    other = _hashes(tmp_path / "other")
+    assert other["train_transaction.csv"] != _hashes(out)["train_transaction.csv"]
+
+
+def test_rerun_is_a_no_op(generated):
+    out, first = generated
+    before = {n: os.stat(out / n).st_mtime_ns for n in syn.FILE_NAMES}
+    again = syn.generate(str(out), rows=ROWS, seed=42)
+    assert again["changed"] is False
+    assert again["oracle_auc"] == first["oracle_auc"] and again["files"] == first["files"]
+    assert {n: os.stat(out / n).st_mtime_ns for n in syn.FILE_NAMES} == before
+
+
+def test_force_and_changed_settings_rewrite(tmp_path):
+    out = tmp_path / "d"
+    syn.generate(str(out), rows=1000, seed=1)
+    inodes = {n: os.stat(out / n).st_ino for n in syn.FILE_NAMES}
+    forced = syn.generate(str(out), rows=1000, seed=1, force=True)
+    assert forced["changed"] is True
+    assert all(os.stat(out / n).st_ino != inodes[n] for n in syn.FILE_NAMES)  # replaced, not edited in place
+    assert syn.generate(str(out), rows=1200, seed=1)["changed"] is True  # other settings regenerate
+    (out / "train_identity.csv").write_text("tampered\n")
+    assert syn.generate(str(out), rows=1200, seed=1)["changed"] is True  # size mismatch regenerates
+
+
+def test_refuses_to_overwrite_foreign_files(tmp_path):
+    (tmp_path / "train_transaction.csv").write_text("real kaggle data\n")
+    with pytest.raises(syn.GenerateError, match="--force"):
+        syn.generate(str(tmp_path), rows=1000, seed=1)
+    assert (tmp_path / "train_transaction.csv").read_text() == "real kaggle data\n"
+
+
+def test_failure_mid_write_leaves_no_partial_files(tmp_path, monkeypatch):
+    out = tmp_path / "d"
+    syn.generate(str(out), rows=ROWS, seed=7)
+    old = _hashes(out)
+    real_chunk = syn._transaction_chunk
+
+    def failing(w, part, lo, hi, chunk_no):
+        if part == "test" and chunk_no == 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_chunk(w, part, lo, hi, chunk_no)
+
+    monkeypatch.setattr(syn, "_transaction_chunk", failing)
+    with pytest.raises(syn.GenerateError, match="disk full"):
+        syn.generate(str(out), rows=ROWS, seed=8)
+    leftovers = [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+    # the file being written when it failed is still the old, complete one
+    assert _sha(out / "test_transaction.csv") == old["test_transaction.csv"]
+    # the sidecar no longer claims completeness, so the next run regenerates
+    assert json.loads((out / syn.SIDECAR).read_text())["status"] == "in-progress"
+    monkeypatch.setattr(syn, "_transaction_chunk", real_chunk)
+    assert syn.generate(str(out), rows=ROWS, seed=7)["changed"] is True
+    assert _hashes(out) == old
+
+
+def test_not_enough_disk_space(tmp_path, monkeypatch):
+    monkeypatch.setattr(syn.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=10_000))
+    with pytest.raises(syn.GenerateError, match="not enough disk space"):
+        syn.generate(str(tmp_path), rows=1000, seed=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------- the signal
+
+
+def test_oracle_auc_and_learnable_signal(generated, frames):
+    out, summary = generated
+    assert 0.90 <= summary["oracle_auc"] <= 0.97
+    side = json.loads((out / syn.SIDECAR).read_text())
+    assert side["oracle_auc"] == summary["oracle_auc"] and side["status"] == "complete"
+
+    tr = frames["train_transaction.csv"]
+    y = tr["isFraud"].to_numpy()
+    assert syn._auc((tr["ProductCD"] != "W").to_numpy(float), y) > 0.6  # one strong documented feature
+
+    # a plain logistic regression (numpy) on documented features, time-based split, learns well above chance
+    hour = (tr["TransactionDT"] // 3600) % 24
+    feats = np.column_stack(
+        [
+            *[(tr["ProductCD"] == p).to_numpy(float) for p in "CRHS"],
+            (tr["card6"] == "credit").to_numpy(float),
+            np.log(tr["TransactionAmt"].to_numpy()),
+            np.log(tr["C1"].to_numpy()),
+            (tr["R_emaildomain"].notna() & (tr["R_emaildomain"] != tr["P_emaildomain"])).to_numpy(float),
+            ((hour >= 5) & (hour <= 10)).to_numpy(float),
+            (tr["D1"] == 0).to_numpy(float),
+            (tr["M4"] == "M2").to_numpy(float),
+        ]
+    )
+    x = np.column_stack([np.ones(len(feats)), (feats - feats.mean(0)) / (feats.std(0) + 1e-9)])
+    cut = int(len(x) * 0.7)
+    beta = np.zeros(x.shape[1])
+    for _ in range(300):
+        p = 1 / (1 + np.exp(-x[:cut] @ beta))
+        beta -= 0.5 * x[:cut].T @ (p - y[:cut]) / cut
+    auc = syn._auc(x[cut:] @ beta, y[cut:])
+    assert 0.7 < auc < summary["oracle_auc"] + 0.03
+
+
+def test_auc_helper():
+    assert syn._auc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 0, 1, 1])) == 1.0
+    assert syn._auc(np.array([0.5, 0.5, 0.5, 0.5]), np.array([0, 1, 0, 1])) == 0.5
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "fraud_demo_jobs.synthetic", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_cli_summary_line_and_help(tmp_path):
+    res = _cli("--out", str(tmp_path / "o"), "--rows", "1000", "--seed", "3")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["job"] == "generate" and summary["changed"] is True and summary["out"] == str(tmp_path / "o")
+    assert {"name", "rows", "bytes"} <= set(summary["files"][0]) and "seconds" in summary
+    again = json.loads(_cli("--out", str(tmp_path / "o"), "--rows", "1000", "--seed", "3").stdout.splitlines()[-1])
+    assert again["changed"] is False
+    assert "--rows" in _cli("--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rows", "999"], "--rows must be"),
+        (["--rows", "many"], "must be integers"),
+        (["--seed", "-1"], "--seed must be"),
+    ],
+)
+def test_cli_bad_input(tmp_path, args, message):
+    res = _cli("--out", str(tmp_path / "o"), *args)
+    assert res.returncode != 0
+    assert message in res.stderr
+    assert json.loads(res.stdout.splitlines()[-1])["failed"] is True
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_cli_unwritable_out(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = _cli("--out", str(blocker / "sub"), "--rows", "1000")
+    assert res.returncode != 0 and "cannot create output directory" in res.stderr
+    res = _cli("--rows", "1000")
+    assert res.returncode != 0 and "--out" in res.stderr
