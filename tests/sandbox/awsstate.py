@@ -12,6 +12,8 @@ import argparse
 import json
 import os
 import sys
+import urllib.parse
+import urllib.request
 
 import boto3
 from botocore.exceptions import ClientError
@@ -43,6 +45,14 @@ def _ours(tags, names):
     return all(tags.get(k) == v for k, v in names.tags.items())
 
 
+def reset_emulator(endpoint):
+    """Forget every resource in the sandbox emulator (moto's reset API); refuses anything but loopback."""
+    if urllib.parse.urlsplit(endpoint).hostname not in ("127.0.0.1", "localhost"):
+        raise ValueError(f"refusing to reset {endpoint}: not the local sandbox emulator")
+    request = urllib.request.Request(endpoint + "/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).read()
+
+
 def bucket_exists(s3, name):
     try:
         s3.head_bucket(Bucket=name)
@@ -51,7 +61,7 @@ def bucket_exists(s3, name):
         return False
 
 
-def check_bucket(s3, name, names, versioned, problems):
+def check_bucket(s3, name, names, versioned, problems, tls_only=True):
     p = f"bucket {name}:"
     if not bucket_exists(s3, name):
         problems.append(f"{p} missing")
@@ -72,14 +82,20 @@ def check_bucket(s3, name, names, versioned, problems):
     ownership = s3.get_bucket_ownership_controls(Bucket=name)["OwnershipControls"]["Rules"][0]["ObjectOwnership"]
     if ownership != "BucketOwnerEnforced":
         problems.append(f"{p} object ownership {ownership}")
-    policy = json.loads(s3.get_bucket_policy(Bucket=name)["Policy"])
+    try:
+        policy = json.loads(s3.get_bucket_policy(Bucket=name)["Policy"])
+    except ClientError:
+        policy = {"Statement": []}
     deny_tls = [
         st
         for st in policy["Statement"]
         if st["Effect"] == "Deny"
         and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
     ]
-    if not deny_tls:
+    if not tls_only:
+        if policy["Statement"]:
+            problems.append(f"{p} unexpected bucket policy {policy}")
+    elif not deny_tls:
         problems.append(f"{p} bucket policy does not deny non-TLS requests")
     else:
         resources = deny_tls[0]["Resource"]
@@ -177,11 +193,12 @@ def check_node(session, names, problems):
             problems.append(f"security group {g['GroupName']}: inbound {ingress}, expected {expected}")
 
 
-def verify(session, names):
+def verify(session, names, tls_only=True):
+    """Problems found with a provisioned lab; tls_only=False for the sandbox's default (no bucket policy)."""
     problems = []
     s3 = session.client("s3")
-    check_bucket(s3, names.bucket, names, versioned=True, problems=problems)
-    check_bucket(s3, names.transfer_bucket, names, versioned=False, problems=problems)
+    check_bucket(s3, names.bucket, names, versioned=True, problems=problems, tls_only=tls_only)
+    check_bucket(s3, names.transfer_bucket, names, versioned=False, problems=problems, tls_only=tls_only)
     groups = session.client("logs").describe_log_groups(logGroupNamePrefix=names.log_group)["logGroups"]
     group = [g for g in groups if g["logGroupName"] == names.log_group]
     if not group:
@@ -209,10 +226,14 @@ def leftovers(session, names, include_data_bucket=True):
     live = {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped", "shutting-down"]}
     for r in ec2.describe_instances(Filters=[*tag_filters, live])["Reservations"]:
         found += [f"instance {i['InstanceId']}" for i in r["Instances"]]
-    found += [f"security group {g['GroupId']}" for g in ec2.describe_security_groups(Filters=tag_filters)["SecurityGroups"]]
-    found += [f"vpc {v['VpcId']}" for v in ec2.describe_vpcs(Filters=tag_filters)["Vpcs"]]
-    found += [f"subnet {s['SubnetId']}" for s in ec2.describe_subnets(Filters=tag_filters)["Subnets"]]
-    found += [f"internet gateway {g['InternetGatewayId']}" for g in ec2.describe_internet_gateways(Filters=tag_filters)["InternetGateways"]]
+    for kind, call, key, id_key in (
+        ("security group", ec2.describe_security_groups, "SecurityGroups", "GroupId"),
+        ("vpc", ec2.describe_vpcs, "Vpcs", "VpcId"),
+        ("subnet", ec2.describe_subnets, "Subnets", "SubnetId"),
+        ("internet gateway", ec2.describe_internet_gateways, "InternetGateways", "InternetGatewayId"),
+        ("route table", ec2.describe_route_tables, "RouteTables", "RouteTableId"),
+    ):
+        found += [f"{kind} {item[id_key]}" for item in call(Filters=tag_filters)[key]]
     iam = session.client("iam")
     for name, call in ((names.role, iam.get_role), (names.role, iam.get_instance_profile)):
         try:
@@ -234,10 +255,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["verify", "leftovers"])
     parser.add_argument("--project", default="fraud-demo")
+    parser.add_argument("--no-tls-policy", action="store_true", help="expect no bucket policy (sandbox default)")
     args = parser.parse_args(argv)
     session = boto3.session.Session()
     names = Names(session, args.project)
-    problems = verify(session, names) if args.what == "verify" else leftovers(session, names)
+    if args.what == "verify":
+        problems = verify(session, names, tls_only=not args.no_tls_policy)
+    else:
+        problems = leftovers(session, names)
     for p in problems:
         print(f"{args.what}: {p}")
     print(f"{args.what}: {'FAILED' if problems else 'ok'} ({len(problems)} problem(s))")

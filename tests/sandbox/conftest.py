@@ -1,0 +1,109 @@
+"""Fixtures for tests that run the playbooks against the sandbox AWS emulator."""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import awsstate
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV_FILE = ROOT / ".sandbox" / "env"
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def read_env_file(path):
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export ") :].partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    return env
+
+
+@pytest.fixture(scope="session")
+def sandbox_env():
+    if not ENV_FILE.exists():
+        pytest.fail("The sandbox is not running: run `make sandbox-up` first (or use `make e2e`).")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(read_env_file(ENV_FILE))
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"
+    return env
+
+
+@pytest.fixture
+def aws(sandbox_env, monkeypatch):
+    """A boto3 session on a freshly reset emulator (every test starts from an empty account)."""
+    awsstate.reset_emulator(sandbox_env["AWS_ENDPOINT_URL"])
+    for key, value in sandbox_env.items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return boto3.session.Session()
+
+
+@pytest.fixture
+def names(aws):
+    return awsstate.Names(aws)
+
+
+class Run:
+    def __init__(self, proc, seconds):
+        self.rc = proc.returncode
+        self.output = proc.stdout + proc.stderr
+        self.seconds = seconds
+        self.recap = {
+            m[0]: {"ok": int(m[1]), "changed": int(m[2]), "failed": int(m[4])} for m in RECAP.findall(self.output)
+        }
+
+    @property
+    def changed(self):
+        return sum(h["changed"] for h in self.recap.values())
+
+    def __repr__(self):
+        messages = [line for line in self.output.splitlines() if "msg:" in line or "fatal:" in line]
+        return f"Run(rc={self.rc}, recap={self.recap}, {self.seconds:.1f}s)\n" + "\n".join(messages[-10:])
+
+
+@pytest.fixture
+def playbook(sandbox_env):
+    """Run one of the project's playbooks the way a user would: playbook('provision.yml', '-e', 'x=y')."""
+
+    def run(name, *args, inventory="inventory/sandbox", env=None, unset=()):
+        path = name if name.endswith("site.yml") else f"playbooks/{name}"
+        full_env = dict(sandbox_env)
+        full_env.update(env or {})
+        for key in unset:
+            full_env.pop(key, None)
+        start = time.monotonic()
+        proc = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", inventory, path, *args],
+            cwd=ROOT,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        return Run(proc, time.monotonic() - start)
+
+    return run
+
+
+def one_line(text):
+    """Ansible folds long messages over lines; compare messages with whitespace collapsed."""
+    return " ".join(text.split())
+
+
+@pytest.fixture
+def dump_json():
+    return lambda obj: json.dumps(obj, indent=2, sort_keys=True, default=str)

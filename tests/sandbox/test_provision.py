@@ -1,0 +1,236 @@
+"""End-to-end tests of provision.yml and teardown.yml on the sandbox AWS emulator (`make e2e`)."""
+
+import json
+import subprocess
+
+import pytest
+from awsstate import leftovers, verify
+from conftest import ROOT, one_line
+
+pytestmark = pytest.mark.sandbox
+
+FOREIGN = "somebody-elses-bucket"
+
+
+def make_foreign_bucket(aws):
+    """A bucket we did not create: no tags, one object. It must come out of every run untouched."""
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=FOREIGN)
+    s3.put_object(Bucket=FOREIGN, Key="precious.csv", Body=b"id,value\n1,2\n")
+
+
+def assert_foreign_untouched(aws):
+    s3 = aws.client("s3")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=FOREIGN)["Contents"]] == ["precious.csv"]
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.get_bucket_tagging(Bucket=FOREIGN)
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.get_bucket_policy(Bucket=FOREIGN)
+
+
+SSH = ["-e", "fraud_demo_ssh_enabled=true", "-e", "fraud_demo_ssh_key_name=mine"]
+BAD_INPUTS = {
+    "uppercase bucket name": (
+        ["-e", "fraud_demo_bucket_name=Fraud-Demo-Data"],
+        {},
+        'Bucket name "Fraud-Demo-Data" is not valid',
+    ),
+    "too short bucket name": (["-e", "fraud_demo_bucket_name=ab"], {}, 'Bucket name "ab" is not valid'),
+    "too long bucket name": (["-e", "fraud_demo_bucket_name=" + "a" * 64], {}, "is not valid: use 3-63"),
+    "IP-like bucket name": (["-e", "fraud_demo_bucket_name=192.168.10.5"], {}, "no IP-address form"),
+    "bucket with dots": (["-e", "fraud_demo_bucket_name=my.data.bucket"], {}, "no dots"),
+    "unknown instance type": (
+        ["-e", "fraud_demo_instance_type=t3.hugeee"],
+        {},
+        'Instance type "t3.hugeee" is not offered',
+    ),
+    "SSH without a CIDR": (SSH, {}, "fraud_demo_ssh_cidr is empty"),
+    "SSH open to the world": (
+        [*SSH, "-e", "fraud_demo_ssh_cidr=0.0.0.0/0"],
+        {},
+        "fraud_demo_ssh_allow_any_source=true",
+    ),
+    "SSH CIDR that is no CIDR": ([*SSH, "-e", "fraud_demo_ssh_cidr=me"], {}, "is not an IPv4 CIDR"),
+    "SSH without a key pair": (
+        ["-e", "fraud_demo_ssh_enabled=true", "-e", "fraud_demo_ssh_cidr=203.0.113.7/32"],
+        {},
+        "no key pair is named",
+    ),
+    "SSH with a key pair that does not exist": (
+        [
+            "-e",
+            "fraud_demo_ssh_enabled=true",
+            "-e",
+            "fraud_demo_ssh_cidr=203.0.113.7/32",
+            "-e",
+            "fraud_demo_ssh_key_name=nope",
+        ],
+        {},
+        'EC2 key pair "nope" does not exist',
+    ),
+    "wrong log retention": (["-e", "fraud_demo_log_retention_days=10"], {}, "is not a CloudWatch retention"),
+    "unknown VPC mode": (["-e", "fraud_demo_vpc_mode=shared"], {}, "fraud_demo_vpc_mode must be default or dedicated"),
+    "unknown AMI id": (["-e", "fraud_demo_ami_id=ami-00000000"], {}, "Image ami-00000000 does not exist"),
+    "region that is no region": (["-e", "fraud_demo_region=Ireland"], {}, "is not a region name"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_stops_before_anything_is_created(case, aws, names, playbook):
+    args, env, message = BAD_INPUTS[case]
+    aws.client("ec2").create_key_pair(KeyName="mine")  # a key pair the user does have
+    run = playbook("provision.yml", *args, env=env)
+    assert run.rc != 0, run
+    assert message in one_line(run.output), run
+    assert run.changed == 0, run
+    assert leftovers(aws, names) == []
+    assert aws.client("s3").list_buckets()["Buckets"] == []
+
+
+def test_missing_region_stops_before_anything_is_created(aws, names, playbook):
+    run = playbook("provision.yml", unset=("AWS_REGION", "AWS_DEFAULT_REGION"))
+    assert run.rc != 0, run
+    assert "No AWS region: set AWS_REGION" in one_line(run.output), run
+    assert leftovers(aws, names) == []
+
+
+def test_existing_foreign_bucket_is_never_adopted(aws, names, playbook):
+    make_foreign_bucket(aws)
+    run = playbook("provision.yml", "-e", f"fraud_demo_bucket_name={FOREIGN}")
+    assert run.rc != 0, run
+    text = one_line(run.output)
+    assert f"Bucket {FOREIGN} already exists in this account without our tags" in text, run
+    assert "-e fraud_demo_bucket_name=<new-name>" in text, run
+    assert leftovers(aws, names) == []
+    assert_foreign_untouched(aws)
+
+
+def test_sandbox_refuses_to_run_without_the_emulator_endpoint(aws, names, playbook):
+    run = playbook("provision.yml", unset=("AWS_ENDPOINT_URL",))
+    assert run.rc != 0, run
+    assert "The sandbox target needs AWS_ENDPOINT_URL" in one_line(run.output), run
+    assert leftovers(aws, names) == []
+
+
+def test_aws_target_refuses_the_sandbox_credentials(aws, names, playbook):
+    run = playbook("provision.yml", inventory="inventory/aws")
+    assert run.rc != 0, run
+    assert "The AWS target is configured for the sandbox" in one_line(run.output), run
+    assert leftovers(aws, names) == []
+
+
+def test_provision_converges_reruns_clean_and_tears_down(aws, names, playbook, capsys):
+    first = playbook("provision.yml")
+    assert first.rc == 0, first
+    assert first.changed > 0, first
+    assert verify(aws, names, tls_only=False) == []
+
+    again = playbook("provision.yml")
+    assert again.rc == 0, again
+    assert again.changed == 0, again
+
+    check = playbook("provision.yml", "--check", "--diff")
+    assert check.rc == 0, check
+    assert check.changed == 0, check
+
+    with capsys.disabled():
+        print(f"\nprovision.yml on the sandbox: first run {first.seconds:.1f}s, re-run {again.seconds:.1f}s")
+
+    # A foreign bucket named as the data bucket stops teardown before it deletes anything.
+    make_foreign_bucket(aws)
+    refused = playbook("teardown.yml", "-e", f"fraud_demo_bucket_name={FOREIGN}", "-e", "fraud_demo_delete_data=true")
+    assert refused.rc != 0, refused
+    assert f"Bucket {FOREIGN} already exists" in one_line(refused.output), refused
+    assert verify(aws, names, tls_only=False) == []
+    assert_foreign_untouched(aws)
+
+    # Teardown keeps the data bucket unless confirmed, says so, and is idempotent.
+    down = playbook("teardown.yml")
+    assert down.rc == 0, down
+    assert f"Kept the data bucket s3://{names.bucket}" in one_line(down.output), down
+    assert leftovers(aws, names) == [f"bucket {names.bucket}"]
+    assert playbook("teardown.yml").changed == 0
+
+    gone = playbook("teardown.yml", "-e", "fraud_demo_delete_data=true")
+    assert gone.rc == 0, gone
+    assert leftovers(aws, names) == []
+    assert playbook("teardown.yml", "-e", "fraud_demo_delete_data=true").changed == 0
+
+
+def test_data_bucket_with_object_versions_is_deleted_only_when_confirmed(aws, names, playbook):
+    assert playbook("provision.yml").rc == 0
+    s3 = aws.client("s3")
+    for body in (b"v1", b"v2"):
+        s3.put_object(Bucket=names.bucket, Key="raw/ieee-fraud-detection/train.csv", Body=body)
+    assert playbook("teardown.yml").rc == 0
+    versions = s3.list_object_versions(Bucket=names.bucket)["Versions"]
+    assert len(versions) == 2
+    gone = playbook("teardown.yml", "-e", "fraud_demo_delete_data=true")
+    assert gone.rc == 0, gone
+    assert leftovers(aws, names) == []
+
+
+def test_opt_ins_ssh_dedicated_vpc_and_broad_iam(aws, names, playbook, monkeypatch):
+    aws.client("ec2").create_key_pair(KeyName="mine")
+    opts = [
+        "-e", "fraud_demo_ssh_enabled=true", "-e", "fraud_demo_ssh_cidr=203.0.113.7/32",
+        "-e", "fraud_demo_ssh_key_name=mine", "-e", "fraud_demo_vpc_mode=dedicated",
+        "-e", "fraud_demo_iam_broad_access=true",
+    ]  # fmt: skip
+    run = playbook("provision.yml", *opts)
+    assert run.rc == 0, run
+    assert playbook("provision.yml", *opts).changed == 0
+
+    monkeypatch.setenv("FRAUD_DEMO_EXPECT_SSH_CIDR", "203.0.113.7/32")
+    problems = verify(aws, names, tls_only=False)
+    # Broad access is the only expected deviation from least privilege.
+    assert problems == [
+        f"role {names.role}: attached {sorted([names.policy, 'AmazonSSMManagedInstanceCore', 'AmazonS3FullAccess', 'AmazonSageMakerFullAccess', 'CloudWatchFullAccess'])}, expected only {names.policy} and AmazonSSMManagedInstanceCore"  # noqa: E501
+    ]
+    ec2 = aws.client("ec2")
+    node = ec2.describe_instances(Filters=[{"Name": "tag:Purpose", "Values": ["fraud-demo"]}])["Reservations"][0]
+    node = node["Instances"][0]
+    assert node["KeyName"] == "mine"
+    vpc = ec2.describe_vpcs(VpcIds=[node["VpcId"]])["Vpcs"][0]
+    assert vpc["CidrBlock"] == "10.42.0.0/16" and not vpc.get("IsDefault")
+
+    # Turning the opt-ins off again converges back to least privilege and no inbound rule.
+    back = playbook("provision.yml", "-e", "fraud_demo_vpc_mode=dedicated")
+    assert back.rc == 0, back
+    monkeypatch.delenv("FRAUD_DEMO_EXPECT_SSH_CIDR")
+    assert verify(aws, names, tls_only=False) == []
+
+    gone = playbook("teardown.yml", "-e", "fraud_demo_delete_data=true")
+    assert gone.rc == 0, gone
+    assert leftovers(aws, names) == []
+
+
+def test_aws_inventory_finds_the_node_and_its_ssm_transfer_bucket(aws, names, playbook, sandbox_env):
+    assert playbook("provision.yml").rc == 0
+    out = subprocess.run(
+        [str(ROOT / ".venv/bin/ansible-inventory"), "-i", "inventory/aws", "--list"],
+        cwd=ROOT,
+        env=sandbox_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    inv = json.loads(out)
+    hosts = inv["fraud_demo_nodes"]["hosts"]
+    assert len(hosts) == 1 and hosts[0].startswith("i-")
+    hostvars = inv["_meta"]["hostvars"][hosts[0]]
+    assert hostvars["ansible_connection"] == "amazon.aws.aws_ssm"
+    bucket = hostvars["ansible_aws_ssm_bucket_name"]
+    # ansible-inventory marks composed values as unsafe (not to be templated again) in its JSON.
+    assert bucket.get("__ansible_unsafe", bucket) == names.transfer_bucket
+
+
+def test_tls_only_bucket_policy_is_applied_and_removed_on_request(aws, names, playbook):
+    """On AWS the policy is mandatory; the sandbox skips it by default (see inventory/sandbox/group_vars)."""
+    run = playbook("provision.yml", "-e", "fraud_demo_bucket_tls_only=true")
+    assert run.rc == 0, run
+    assert verify(aws, names, tls_only=True) == []
+    back = playbook("provision.yml")
+    assert back.rc == 0, back
+    assert back.changed == 1, back  # the bucket task (both policies), nothing else
+    assert verify(aws, names, tls_only=False) == []
