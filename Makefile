@@ -14,7 +14,7 @@ PYTEST := $(BIN)/python -m pytest
 # Molecule and ansible-lint call ansible-* by name.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup sandbox-up sandbox-down demo test lint unit molecule e2e clean
+.PHONY: help setup apt-packages sandbox-up sandbox-down demo test lint unit molecule e2e clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,13 +28,19 @@ collections/.installed: requirements.yml scripts/setup.sh $(VENV)/.installed
 	@scripts/setup.sh collections
 	@touch $@
 
-setup: $(VENV)/.installed collections/.installed  ## build .venv and install the collections (quiet when done)
+# Debian packages for the sandbox node (debootstrap, systemd-nspawn, zstd, ssh); checked each time, cheap.
+apt-packages:
+	@scripts/setup.sh apt
+
+setup: $(VENV)/.installed collections/.installed apt-packages  ## build .venv, install collections and packages (quiet when done)
 	@:
 
-sandbox-up: setup  ## start the local AWS emulator; writes .sandbox/env
+sandbox-up: setup  ## start the local AWS emulator and the disposable node; writes .sandbox/env
 	@scripts/sandbox.sh up
+	@scripts/sandbox-node.sh up
 
-sandbox-down:  ## stop the sandbox (all emulated resources are forgotten)
+sandbox-down:  ## stop the sandbox (emulated resources and the node are gone)
+	@scripts/sandbox-node.sh down
 	@scripts/sandbox.sh down
 
 demo: sandbox-up  ## run the whole pipeline on the sandbox and print what exists
