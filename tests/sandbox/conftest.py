@@ -38,6 +38,8 @@ def sandbox_env():
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"
+    # Provisioning waits for the node to answer; Molecule's scenarios may have stopped it.
+    subprocess.run(["scripts/sandbox-node.sh", "up"], cwd=ROOT, check=True, capture_output=True, timeout=300)
     return env
 
 
