@@ -60,7 +60,7 @@ molecule: sandbox-up  ## Molecule scenarios against the sandbox
 	$(SANDBOX_ENV) $(BIN)/molecule test --all
 
 e2e: sandbox-up  ## end-to-end: bad inputs, check mode, timings on the sandbox
-	$(SANDBOX_ENV) $(PYTEST) -m sandbox
+	$(SANDBOX_ENV) $(PYTEST) -m "sandbox or sandbox_node"
 
 test: lint unit molecule e2e  ## everything CI runs
 	@echo "make test: all checks passed"
