@@ -219,7 +219,8 @@ def test_aws_inventory_finds_the_node_and_its_ssm_transfer_bucket(aws, names, pl
     hosts = inv["fraud_demo_nodes"]["hosts"]
     assert len(hosts) == 1 and hosts[0].startswith("i-")
     hostvars = inv["_meta"]["hostvars"][hosts[0]]
-    assert hostvars["ansible_connection"] == "amazon.aws.aws_ssm"
+    assert hostvars["fraud_demo_node_connection"] == "amazon.aws.aws_ssm"
+    assert hostvars["ansible_connection"] == "{{ fraud_demo_node_connection }}"
     bucket = hostvars["ansible_aws_ssm_bucket_name"]
     # ansible-inventory marks composed values as unsafe (not to be templated again) in its JSON.
     assert bucket.get("__ansible_unsafe", bucket) == names.transfer_bucket
