@@ -192,9 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                 row["up"], row["up_summary"] = wall, json.loads(res.stdout.strip().splitlines()[-1])
                 wall, res = timed([*cmd, "--progress", "never"], env)  # unchanged re-run
                 row["rerun"], row["rerun_summary"] = wall, json.loads(res.stdout.strip().splitlines()[-1])
-                head = s3.head_object(Bucket=BUCKET, Key=key)
+                head = s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
                 assert head["ContentLength"] == size
-                assert head["Metadata"]["sha256"] == row["up_summary"]["files"][0]["sha256"]
+                assert head["ChecksumSHA256"].split("-")[0] == row["up_summary"]["files"][0]["checksum_sha256"]
+                assert row["rerun_summary"]["files"][0]["action"] == "skipped"
                 purge(key)
 
             for step in (cp, job) if rep % 2 == 0 else (job, cp):

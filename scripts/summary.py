@@ -81,6 +81,10 @@ def main(argv=None):
         )
     if not instances:
         out.append("  (none)")
+    if endpoint:
+        out.append("Sandbox node (stands in for the instance; configured by playbooks/configure.yml):")
+        out.append("  scripts/sandbox-node.sh ssh 'bash -lc \"fraud-demo-generate --help\"'   # jobs on PATH")
+        out.append("  scripts/sandbox-node.sh ssh 'ls -l /opt/fraud-demo'   # one venv, owned by ubuntu")
     out.append("")
     out.append("Look for yourself:")
     prefix = ". .sandbox/env && " if endpoint else ""

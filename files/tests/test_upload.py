@@ -96,11 +96,18 @@ def test_part_size_and_local_checksums(tmp_path):
     lf = up.LocalFile(name="f", path=str(path), key="k", size=len(data), mtime_ns=0, part_size=5 * MIB)
     up.hash_file(lf)
     assert lf.sha256 == hashlib.sha256(data).hexdigest()
-    assert len(lf.part_checksums) == 3
-    assert lf.s3_checksum == composite(data, 5 * MIB)
-    lf.part_size = 0
-    up.hash_file(lf)
     assert lf.s3_checksum == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    for workers in (1, 2, 3, None):
+        assert up.composite_checksum(str(path), len(data), 5 * MIB, workers) == composite(data, 5 * MIB)
+    assert up.composite_checksum(str(path), len(data), 6 * MIB) == composite(data, 6 * MIB)
+    parts = {
+        n + 1: base64.b64encode(hashlib.sha256(data[i : i + 5 * MIB]).digest()).decode()
+        for n, i in enumerate(range(0, len(data), 5 * MIB))
+    }
+    assert up.composite_of(dict(reversed(parts.items()))) == composite(data, 5 * MIB)
+    assert up.remote_parts({"ChecksumSHA256": "x-3", "ETag": '"e"'}) == 3
+    assert up.remote_parts({"ChecksumSHA256": "x", "ETag": '"e-4"'}) == 4  # moto: no suffix on the checksum
+    assert up.remote_parts({"ChecksumSHA256": "x", "ETag": '"e"'}) == 0
 
 
 def test_prefix_normalisation():
@@ -123,10 +130,12 @@ def test_upload_skip_and_change(s3, source, capsys):
     for f in summary["files"]:
         data = (source / f["name"]).read_bytes()
         assert f["action"] == "uploaded" and f["bytes"] == len(data)
-        assert f["sha256"] == hashlib.sha256(data).hexdigest()
+        # the plain SHA-256 is known (from S3's checksum) for single-part uploads only: no pass before uploading
+        assert f["sha256"] == (None if f["name"] == "big.csv" else hashlib.sha256(data).hexdigest())
         obj = s3.get_object(Bucket=BUCKET, Key=PREFIX + f["name"], ChecksumMode="ENABLED")
         assert obj["Body"].read() == data
-        assert obj["Metadata"] == {"sha256": f["sha256"]}
+        assert obj["Metadata"] == {}
+        assert obj["ChecksumSHA256"].split("-")[0] == f["checksum_sha256"]
         assert obj["VersionId"] == f["version_id"] and f["version_id"]
         assert obj["ContentType"] == "text/csv"
     big = s3.head_object(Bucket=BUCKET, Key=PREFIX + "big.csv", ChecksumMode="ENABLED")
@@ -160,7 +169,26 @@ def test_upload_skip_and_change(s3, source, capsys):
     got = s3.get_object(Bucket=BUCKET, Key=PREFIX + "big.csv", ChecksumMode="ENABLED")
     assert got["Body"].read() == bytes(data) and got["VersionId"] != first_versions["big.csv"]
     assert got["ChecksumSHA256"].split("-")[0] == composite(bytes(data), 5 * MIB)
-    assert got["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+    data[0] ^= 0xFF  # same size, first part changed, and a different part size asked for: still detected
+    (source / "big.csv").write_bytes(bytes(data))
+    code, summary, _ = run_main(capsys, *base_args(source, "--include", "big.csv", "--part-size-mb", "6"))
+    assert code == 0 and summary["files"][0]["action"] == "uploaded"
+    code, summary, _ = run_main(capsys, *base_args(source, "--include", "big.csv", "--part-size-mb", "7"))
+    assert code == 0 and summary["files"][0]["action"] == "skipped" and summary["bytes_sent"] == 0
+
+
+def test_new_files_are_not_read_before_uploading(s3, source, capsys, monkeypatch):
+    def no_pass(*_, **__):
+        raise AssertionError("hashed before uploading")
+
+    monkeypatch.setattr(up, "hash_file", no_pass)
+    monkeypatch.setattr(up, "composite_checksum", no_pass)
+    code, summary, _ = run_main(capsys, *base_args(source, "--include", "*.csv"))
+    assert code == 0 and summary["files_uploaded"] == 3, summary
+    assert {f["name"]: f["checksum_sha256"] for f in summary["files"]}["big.csv"] == composite(
+        (source / "big.csv").read_bytes(), 5 * MIB
+    )
 
 
 def test_env_settings_and_unversioned_bucket(s3, source, capsys, monkeypatch):
@@ -180,6 +208,42 @@ def test_skips_object_uploaded_by_another_tool(s3, source, capsys):
     s3.put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=(source / "a.csv").read_bytes(), ChecksumAlgorithm="SHA256")
     code, summary, _ = run_main(capsys, *base_args(source, "--include", "a.csv"))
     assert code == 0 and summary["changed"] is False and summary["files"][0]["action"] == "skipped"
+
+
+def test_skips_multipart_object_with_other_part_size(s3, source, capsys):
+    """Uploaded by another tool with 6 MiB parts (part size from HeadObject PartNumber=1): skipped while the
+    content is the same, uploaded once one byte changes."""
+    from boto3.s3.transfer import TransferConfig
+
+    config = TransferConfig(multipart_threshold=6 * MIB, multipart_chunksize=6 * MIB)
+    s3.upload_file(
+        str(source / "big.csv"), BUCKET, PREFIX + "big.csv", ExtraArgs={"ChecksumAlgorithm": "SHA256"}, Config=config
+    )
+    code, summary, _ = run_main(capsys, *base_args(source, "--include", "big.csv"))
+    assert code == 0 and summary["files"][0]["action"] == "skipped", summary
+    assert summary["files"][0]["checksum_sha256"] == composite((source / "big.csv").read_bytes(), 6 * MIB)
+
+    data = bytearray((source / "big.csv").read_bytes())
+    data[7 * MIB] ^= 1
+    (source / "big.csv").write_bytes(bytes(data))
+    code, summary, _ = run_main(capsys, *base_args(source, "--include", "big.csv"))
+    assert code == 0 and summary["files"][0]["action"] == "uploaded" and summary["bytes_sent"] == len(data)
+    assert s3.get_object(Bucket=BUCKET, Key=PREFIX + "big.csv")["Body"].read() == bytes(data)
+
+
+def test_object_of_previous_version_with_sha256_metadata_only(s3, source, capsys):
+    """Objects with only the x-amz-meta-sha256 of earlier versions (no S3 checksum) are compared by it."""
+    for name in ("a.csv", "b.csv"):
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=PREFIX + name,
+            Body=(source / name).read_bytes(),
+            Metadata={"sha256": hashlib.sha256((source / name).read_bytes()).hexdigest()},
+        )
+    (source / "b.csv").write_bytes(os.urandom(100_000))  # same size, other content than the object's metadata
+    code, summary, _ = run_main(capsys, *base_args(source, "--include", "?.csv"))
+    assert code == 0
+    assert {f["name"]: f["action"] for f in summary["files"]} == {"a.csv": "skipped", "b.csv": "uploaded"}
 
 
 def test_progress_lines(s3, source, capsys):
@@ -370,6 +434,6 @@ def test_console_script_against_moto_server(source):
         assert second["changed"] is False and second["bytes_sent"] == 0 and second["files_skipped"] == 3
         got = client.get_object(Bucket=BUCKET, Key=PREFIX + "big.csv")
         assert got["Body"].read() == (source / "big.csv").read_bytes()
-        assert got["Metadata"]["sha256"] == hashlib.sha256((source / "big.csv").read_bytes()).hexdigest()
+        assert got["ChecksumSHA256"].split("-")[0] == composite((source / "big.csv").read_bytes(), 5 * MIB)
     finally:
         server.stop()

@@ -9,22 +9,23 @@ Transfer
     files are submitted at once, so small files go up while a big one's parts do.
 
 Checksums and skipping (by content, never by time)
-    HeadObject first, then each local file is hashed as far as the decision needs, streaming (8 MiB ``readinto``
-    into reused buffers; files in parallel threads; a multipart file's per-part hashes on a second thread, in the
-    same read pass), giving
-      * its plain SHA-256, stored as object metadata ``x-amz-meta-sha256`` (hex), and
-      * the S3 checksum the object will have: uploads use ``ChecksumAlgorithm=SHA256``; a single-part object's
-        ``ChecksumSHA256`` is the base64 SHA-256 of the file, a multipart object's is S3's *composite* checksum
-        ``base64(sha256(sha256(part1) || sha256(part2) || ...))-<nparts>`` for the part size s3transfer uses
-        (``--part-size-mb``, raised when a file would need more than 10 000 parts). The part hashes are only
-        computed when the file is to be uploaded (or the object has no sha256 metadata to compare with).
-    A file is skipped when the object has the same size and either the same ``sha256`` metadata or, for objects
-    written by other tools, an S3 ``ChecksumSHA256`` equal to the local full or composite one.
-    Uploads send the precomputed checksums with each PutObject/UploadPart (``ChecksumHooks``), so botocore does not
-    hash the data again and S3 rejects any part whose bytes differ from what was hashed (e.g. a file modified while
-    uploading); the checksum S3 returns on completion is compared with the local one. Since every body carries its
-    signed, server-verified checksum header, SigV4 payload hashing is switched off (``payload_signing_enabled``
-    False; botocore does the same by itself over HTTPS when a checksum header is present).
+    HeadObject (``ChecksumMode=ENABLED``) first. A file whose object is missing or has another size is uploaded
+    right away, without reading it beforehand: uploads use ``ChecksumAlgorithm=SHA256`` and botocore computes each
+    PutObject body's / UploadPart part's SHA-256 as it sends it (a header over HTTP, an aws-chunked trailer over
+    HTTPS), which S3 verifies against the bytes received; S3 then stores the object's ``ChecksumSHA256``: the
+    base64 SHA-256 of the file for a single PutObject, the *composite*
+    ``base64(sha256(sha256(part1) || sha256(part2) || ...))-<nparts>`` for a multipart upload. The composite S3
+    returns on completion is checked against the one of the part checksums S3 acknowledged.
+    A file whose object has the same size is hashed the way the object was: for a multipart object the part count
+    comes from the ``-<nparts>`` suffix of its checksum or ETag (moto 5.2.5 returns the composite without the suffix,
+    but the ETag has it), the part size from ``HeadObject(PartNumber=1)``'s ContentLength, and the local composite
+    is computed with the parts hashed in parallel (``os.preadv`` into reused 8 MiB buffers; hashlib releases the
+    GIL); a single-part object's checksum is compared with the file's plain SHA-256. The file is skipped when they
+    are equal. Objects without an S3 checksum but with the ``x-amz-meta-sha256`` metadata that earlier versions of
+    this job wrote are compared by the file's plain SHA-256.
+    SigV4 payload hashing is switched off (``payload_signing_enabled`` False): every body carries its signed,
+    server-verified checksum header, so a second hash of it adds no protection (botocore does the same by itself
+    over HTTPS when a checksum is present).
     (CRC64NVME full-object checksums would be part-size independent, but botocore needs the awscrt extension for
     them and the node has boto3 only. moto 5.2.5 stores and returns the checksums but does not verify them.)
 
@@ -51,7 +52,6 @@ import json
 import math
 import mimetypes
 import os
-import queue
 import signal
 import sys
 import threading
@@ -95,9 +95,9 @@ class LocalFile:
     size: int
     mtime_ns: int
     part_size: int = 0  # 0: single PutObject
-    sha256: str = ""  # hex of the whole file
-    s3_checksum: str = ""  # the ChecksumSHA256 S3 will report (without the "-<nparts>" suffix)
-    part_checksums: list[str] = field(default_factory=list)  # base64 per part, multipart only
+    sha256: str = ""  # hex of the whole file, when it was computed (skip check, or a single PutObject)
+    s3_checksum: str = ""  # the local ChecksumSHA256 (without the "-<nparts>" suffix), when computed
+    part_checksums: dict[int, str] = field(default_factory=dict)  # part number -> base64, as S3 acknowledged
     action: str = ""
     version_id: str | None = None
     remote_checksum: str | None = None
@@ -111,7 +111,7 @@ class LocalFile:
             "name": self.name,
             "key": self.key,
             "bytes": self.size,
-            "sha256": self.sha256,
+            "sha256": self.sha256 or None,
             "action": self.action,
             "version_id": self.version_id,
             "checksum_sha256": self.remote_checksum or self.s3_checksum,
@@ -170,74 +170,71 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def hash_file(lf: LocalFile, with_parts: bool = True) -> None:
-    """Fill in ``lf.sha256`` and ``lf.s3_checksum`` (and, for a multipart file when ``with_parts``, the per-part
-    checksums and the composite; otherwise ``lf.s3_checksum`` stays empty) in one streaming read of the file.
+def _read_range(fd: int, buf: bytearray, offset: int, end: int, h, path: str) -> None:
+    """Feed bytes [offset, end) of ``fd`` into ``h`` through ``buf`` (``os.preadv``: no fresh 8 MiB ``bytes`` per
+    read, which would cost more in page faults than the hashing)."""
+    view = memoryview(buf)
+    while offset < end:
+        n = os.preadv(fd, [view[: min(len(buf), end - offset)]], offset)
+        if not n:
+            raise UploadError(f"{path} changed while being read (shorter than {end} bytes)")
+        h.update(view[:n])
+        offset += n
 
-    Reads go into a few reused 8 MiB buffers (``readinto``: fresh 8 MiB ``bytes`` per read would cost more in page
-    faults than the hashing); for a multipart file the per-part SHA-256s run on a helper thread, in parallel with
-    the whole-file one (hashlib releases the GIL)."""
+
+def hash_file(lf: LocalFile) -> None:
+    """Fill in ``lf.sha256`` (hex) and ``lf.s3_checksum`` (its base64) in one streaming read of the whole file."""
     whole = hashlib.sha256()
-    parts: list[bytes] = []
-    with_parts = with_parts and lf.multipart
-    nbuf = 4 if with_parts else 1
-    free: queue.Queue = queue.Queue()
-    for _ in range(nbuf):
-        free.put(bytearray(READ_BLOCK))
-    work: queue.Queue = queue.Queue()
-
-    def part_hasher() -> None:
-        h = hashlib.sha256()
-        while True:
-            item = work.get()
-            if item is None:
-                return
-            buf, n, end = item
-            h.update(memoryview(buf)[:n])
-            free.put(buf)
-            if end:
-                parts.append(h.digest())
-                h = hashlib.sha256()
-
-    helper = threading.Thread(target=part_hasher, name="hash-parts", daemon=True) if with_parts else None
-    if helper:
-        helper.start()
-    total = in_part = 0
     try:
-        with open(lf.path, "rb", buffering=0) as f:
-            while True:
-                want = READ_BLOCK if not lf.multipart else min(READ_BLOCK, lf.part_size - in_part)
-                buf = free.get()
-                n = f.readinto(memoryview(buf)[:want])
-                if not n:
-                    free.put(buf)
-                    break
-                total += n
-                whole.update(memoryview(buf)[:n])
-                if helper:
-                    in_part += n
-                    end = in_part == lf.part_size or total >= lf.size
-                    work.put((buf, n, end))
-                    if end:
-                        in_part = 0
-                else:
-                    free.put(buf)
+        fd = os.open(lf.path, os.O_RDONLY)
+        try:
+            _read_range(fd, bytearray(READ_BLOCK), 0, lf.size, whole, lf.path)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise UploadError(f"cannot read {lf.path}: {e.strerror}") from e
-    finally:
-        if helper:
-            work.put(None)
-            helper.join()
-    if total != lf.size:
-        raise UploadError(f"{lf.path} changed while being read ({lf.size} bytes expected, {total} read)")
     lf.sha256 = whole.hexdigest()
-    if not lf.multipart:
-        lf.s3_checksum = _b64(whole.digest())
-    elif with_parts:
-        lf.part_checksums = [_b64(d) for d in parts]
-        if len(parts) != math.ceil(lf.size / lf.part_size):
-            raise UploadError(f"internal error: {len(parts)} part hashes for {lf.path}")
-        lf.s3_checksum = _b64(hashlib.sha256(b"".join(parts)).digest())
+    lf.s3_checksum = _b64(whole.digest())
+
+
+def composite_checksum(path: str, size: int, part_size: int, workers: int | None = None) -> str:
+    """S3's composite SHA-256 (base64, without "-<nparts>") of the file for ``part_size`` parts; the parts are
+    hashed on ``workers`` threads (default: one per CPU, at most 8), each with its own reused buffer."""
+    nparts = max(1, math.ceil(size / part_size))
+    workers = max(1, min(workers or os.cpu_count() or 2, 8, nparts))
+    digests: list[bytes] = [b""] * nparts
+    local = threading.local()
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise UploadError(f"cannot read {path}: {e.strerror}") from e
+
+    def one(i: int) -> None:
+        buf = getattr(local, "buf", None)
+        if buf is None:
+            buf = local.buf = bytearray(min(READ_BLOCK, part_size))
+        h = hashlib.sha256()
+        _read_range(fd, buf, i * part_size, min(size, (i + 1) * part_size), h, path)
+        digests[i] = h.digest()
+
+    try:
+        if workers == 1:
+            for i in range(nparts):
+                one(i)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="parts") as pool:
+                for fut in [pool.submit(one, i) for i in range(nparts)]:
+                    fut.result()
+    except OSError as e:
+        raise UploadError(f"cannot read {path}: {e.strerror}") from e
+    finally:
+        os.close(fd)
+    return _b64(hashlib.sha256(b"".join(digests)).digest())
+
+
+def composite_of(part_checksums: dict[int, str]) -> str:
+    """The composite checksum of base64 part checksums (by part number)."""
+    return _b64(hashlib.sha256(b"".join(base64.b64decode(part_checksums[n]) for n in sorted(part_checksums))).digest())
 
 
 # ---------------------------------------------------------------------------------------------- S3 side
@@ -250,8 +247,8 @@ def make_client(endpoint_url: str | None, region: str | None, concurrency: int):
         max_pool_connections=max(10, concurrency + 4),
         connect_timeout=10,
         read_timeout=120,
-        # Every PutObject/UploadPart body carries its precomputed x-amz-checksum-sha256 header (see ChecksumHooks),
-        # which is signed and which S3 verifies against the body, so hashing each body once more for the SigV4
+        # Every PutObject/UploadPart body carries its x-amz-checksum-sha256 (ChecksumAlgorithm=SHA256, computed by
+        # botocore while sending), which S3 verifies against the body, so hashing each body once more for the SigV4
         # payload signature adds no protection (botocore itself skips it over HTTPS when a checksum is present).
         s3={"payload_signing_enabled": False},
     )
@@ -343,31 +340,51 @@ def head(client, bucket: str, key: str) -> dict | None:
         raise
 
 
-def decide(lf: LocalFile, remote: dict | None) -> None:
-    """Hash the file as far as the decision needs and set ``lf.action`` to "skipped" or "pending" (upload).
+def remote_parts(remote: dict) -> int:
+    """Part count of a multipart object (from the "-<nparts>" suffix of its ChecksumSHA256 or ETag, or PartsCount);
+    0 for an object written by a single PutObject."""
+    for value in (remote.get("ChecksumSHA256") or "", (remote.get("ETag") or "").strip('"')):
+        _, dash, suffix = value.rpartition("-")
+        if dash and suffix.isdigit():
+            return int(suffix)
+    return int(remote.get("PartsCount") or 0)
 
-    Unchanged file with our metadata: one whole-file SHA-256 pass. New or resized file: whole-file and part hashes
-    in one parallel pass. Same size but another content: a second pass for the part hashes."""
-    same_size = remote is not None and remote.get("ContentLength") == lf.size
-    remote_sha = (remote or {}).get("Metadata", {}).get(META_KEY) if same_size else None
-    hash_file(lf, with_parts=not remote_sha)
-    if same_size:
-        remote_cks = _strip_parts(remote.get("ChecksumSHA256"))
-        full_b64 = _b64(bytes.fromhex(lf.sha256))
-        if (remote_sha == lf.sha256) if remote_sha else (remote_cks in (full_b64, lf.s3_checksum)):
-            lf.action = "skipped"
-            lf.version_id = remote.get("VersionId") if remote.get("VersionId") != "null" else None
-            lf.remote_checksum = remote_cks
-            return
-    if lf.multipart and not lf.part_checksums:
-        hash_file(lf, with_parts=True)
+
+def decide(lf: LocalFile, remote: dict | None, first_part_size=None) -> None:
+    """Set ``lf.action`` to "skipped" or "pending" (upload), reading the file only when the object has its size.
+
+    ``first_part_size()`` returns the ContentLength of the object's part 1 (HeadObject PartNumber=1), or None."""
     lf.action = "pending"
+    if remote is None or remote.get("ContentLength") != lf.size:
+        return  # new or resized: upload at once, the checksums are computed while sending
+    remote_cks = _strip_parts(remote.get("ChecksumSHA256"))
+    remote_sha = (remote.get("Metadata") or {}).get(META_KEY)
+    if remote_cks:
+        nparts = remote_parts(remote)
+        if nparts:
+            part_size = first_part_size() if first_part_size else None
+            candidates = [ps for ps in (part_size, lf.part_size) if ps and math.ceil(lf.size / ps) == nparts]
+            if not candidates:
+                return  # parts of uneven sizes (another tool): cannot recompute its composite
+            lf.s3_checksum = composite_checksum(lf.path, lf.size, candidates[0])
+        else:
+            hash_file(lf)
+        equal = lf.s3_checksum == remote_cks
+    elif remote_sha:  # written by an earlier version of this job without an S3 checksum: plain SHA-256 metadata
+        hash_file(lf)
+        equal = lf.sha256 == remote_sha
+    else:
+        return  # nothing to compare with: upload (now with a checksum)
+    if equal:
+        lf.action = "skipped"
+        lf.version_id = remote.get("VersionId") if remote.get("VersionId") != "null" else None
+        lf.remote_checksum = remote_cks or lf.s3_checksum
 
 
 class ChecksumHooks:
-    """botocore event handlers on the run's client: send the precomputed SHA-256 of each PutObject body and
-    UploadPart part (so botocore does not hash again and S3 verifies the bytes against what was hashed), and
-    capture VersionId/ChecksumSHA256 of the PutObject/CompleteMultipartUpload responses per key."""
+    """botocore event handlers on the run's client: capture the part checksums S3 acknowledges (UploadPart) and
+    VersionId/ChecksumSHA256 of the PutObject/CompleteMultipartUpload responses, per key. The checksums themselves
+    are computed by botocore while sending (ChecksumAlgorithm=SHA256)."""
 
     def __init__(self, client, files: dict[str, LocalFile]):
         self.files = files
@@ -376,7 +393,6 @@ class ChecksumHooks:
         events = client.meta.events
         for op in ("PutObject", "UploadPart", "CompleteMultipartUpload"):
             events.register(f"before-parameter-build.s3.{op}", self.before)
-        for op in ("PutObject", "CompleteMultipartUpload"):
             events.register(f"after-call.s3.{op}", self.after)
 
     def before(self, params, context, model, **_):
@@ -384,17 +400,18 @@ class ChecksumHooks:
         if lf is None:
             return
         context["fraud_demo_key"] = lf.key
-        if model.name == "PutObject" and not lf.multipart:
-            params["ChecksumSHA256"] = lf.s3_checksum
-        elif model.name == "UploadPart" and lf.multipart:
-            n = int(params.get("PartNumber", 0))
-            if 1 <= n <= len(lf.part_checksums):
-                params["ChecksumSHA256"] = lf.part_checksums[n - 1]
+        if model.name == "UploadPart":
+            context["fraud_demo_part"] = int(params.get("PartNumber", 0))
 
-    def after(self, parsed, context, **_):
+    def after(self, parsed, context, model, **_):
         key = context.get("fraud_demo_key")
-        if key and isinstance(parsed, dict) and "Error" not in parsed:
-            with self._lock:
+        if not key or not isinstance(parsed, dict) or "Error" in parsed:
+            return
+        with self._lock:
+            if model.name == "UploadPart":
+                if parsed.get("ChecksumSHA256"):
+                    self.files[key].part_checksums[context["fraud_demo_part"]] = parsed["ChecksumSHA256"]
+            else:
                 self.results[key] = {
                     "VersionId": parsed.get("VersionId"),
                     "ChecksumSHA256": parsed.get("ChecksumSHA256"),
@@ -465,7 +482,7 @@ def run(s: Settings, state: RunState) -> None:
     client = make_client(s.endpoint_url, s.region, s.concurrency)
     endpoint = client.meta.endpoint_url
 
-    # Preflight: fails fast (before hashing gigabytes) on credentials, endpoint, bucket and permissions.
+    # Preflight: fails fast (before reading gigabytes) on credentials, endpoint, bucket and permissions.
     try:
         client.head_bucket(Bucket=s.bucket)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
@@ -481,7 +498,15 @@ def run(s: Settings, state: RunState) -> None:
             remote = head(client, s.bucket, lf.key)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
             raise UploadError(explain(e, s.bucket, endpoint, f"HeadObject {lf.key}")) from e
-        decide(lf, remote)
+
+        def first_part_size() -> int | None:
+            try:
+                part = client.head_object(Bucket=s.bucket, Key=lf.key, PartNumber=1)
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+                return None
+            return part.get("ContentLength")
+
+        decide(lf, remote, first_part_size)
 
     workers = max(1, min(4, os.cpu_count() or 2, len(files)))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
@@ -504,7 +529,7 @@ def run(s: Settings, state: RunState) -> None:
     with TransferManager(client, config) as manager:
         futures = []
         for lf in todo:
-            extra = {"ChecksumAlgorithm": "SHA256", "Metadata": {META_KEY: lf.sha256}}
+            extra = {"ChecksumAlgorithm": "SHA256"}
             ctype = mimetypes.guess_type(lf.name)[0]
             if ctype:
                 extra["ContentType"] = ctype
@@ -525,10 +550,18 @@ def run(s: Settings, state: RunState) -> None:
             got = hooks.results.get(lf.key, {})
             lf.version_id = got.get("VersionId") if got.get("VersionId") != "null" else None  # unversioned bucket
             lf.remote_checksum = _strip_parts(got.get("ChecksumSHA256"))
-            if lf.remote_checksum and lf.remote_checksum != lf.s3_checksum:
-                errors.append(
-                    f"{lf.key}: S3 reports checksum {lf.remote_checksum}, expected {lf.s3_checksum}; re-run to repair"
-                )
+            # The part checksums botocore computed from the file as it sent it, as S3 acknowledged them.
+            if lf.multipart and lf.part_checksums:
+                lf.s3_checksum = composite_of(lf.part_checksums)
+                expected_parts = math.ceil(lf.size / lf.part_size)
+                if len(lf.part_checksums) != expected_parts or lf.remote_checksum not in (None, lf.s3_checksum):
+                    errors.append(
+                        f"{lf.key}: S3 reports checksum {lf.remote_checksum} for {len(lf.part_checksums)} parts, "
+                        f"expected {lf.s3_checksum} for {expected_parts}; re-run to repair"
+                    )
+            elif not lf.multipart and lf.remote_checksum:
+                lf.s3_checksum = lf.remote_checksum  # verified by S3 against the header botocore computed
+                lf.sha256 = base64.b64decode(lf.remote_checksum).hex()
             st = os.stat(lf.path)
             if (st.st_size, st.st_mtime_ns) != (lf.size, lf.mtime_ns):
                 errors.append(f"{lf.path} was modified during the upload; re-run to upload its new content")
@@ -573,8 +606,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Upload a directory's files to s3://BUCKET/PREFIX (default raw/<dataset>/) with parallel "
-        "multipart transfers, skipping files whose SHA-256 (object metadata sha256, or S3's ChecksumSHA256) "
-        "already matches. Never leaves a partial object. Prints one JSON summary line last.",
+        "multipart transfers, skipping files whose SHA-256 (S3's ChecksumSHA256, full or composite, or the "
+        "sha256 metadata of earlier versions) already matches. Never leaves a partial object. "
+        "Prints one JSON summary line last.",
     )
     parser.add_argument(
         "--source", default=_env("FRAUD_DEMO_UPLOAD_SOURCE"), help="directory to upload (env FRAUD_DEMO_UPLOAD_SOURCE)"
