@@ -40,6 +40,9 @@ def main(argv=None):
             if tags.get("Purpose") == PURPOSE and tags.get("Project") == args.project:
                 versioning = s3.get_bucket_versioning(Bucket=b["Name"]).get("Status", "Off")
                 buckets.append(f"s3://{b['Name']}  (versioning {versioning})")
+                pages = s3.get_paginator("list_objects_v2").paginate(Bucket=b["Name"], Prefix="raw/")
+                for obj in (o for page in pages for o in page.get("Contents", [])):
+                    buckets.append(f"    {obj['Key']}  {obj['Size'] / 1e6:,.1f} MB")
         logs = session.client("logs")
         groups = logs.describe_log_groups(logGroupNamePrefix=args.log_group).get("logGroups", [])
         ec2 = session.client("ec2")
