@@ -101,6 +101,18 @@ def playbook(sandbox_env):
     return run
 
 
+def on_node(command):
+    """Run a shell command on the node as root; returns stdout."""
+    proc = subprocess.run(
+        ["scripts/sandbox-node.sh", "ssh", f"sudo sh -c '{command}'"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return proc.stdout.strip()
+
+
 def one_line(text):
     """Ansible folds long messages over lines; compare messages with whitespace collapsed."""
     return " ".join(text.split())

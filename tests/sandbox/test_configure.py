@@ -5,27 +5,14 @@ failure paths a user can cause. Kaggle credentials are fake values that must nev
 """
 
 import secrets
-import subprocess
 
 import pytest
-from conftest import ROOT, one_line
+from conftest import on_node, one_line
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.sandbox_node]
 
 KEY = "kgkey-" + secrets.token_hex(12)
 USER = "fraud-demo-tester"
-
-
-def on_node(command):
-    """Run a shell command on the node as root; returns stdout."""
-    proc = subprocess.run(
-        ["scripts/sandbox-node.sh", "ssh", f"sudo sh -c '{command}'"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return proc.stdout.strip()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """End-to-end test of dataset.yml on the sandbox: synthetic files generated on the node land in raw/."""
 
 import pytest
-from conftest import one_line
+from conftest import on_node, one_line
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.sandbox_node]
 
@@ -39,6 +39,7 @@ def test_dataset_lands_in_raw_once_and_reruns_clean(aws, names, playbook):
     assert check.changed == 0, check
 
     # Kaggle as the source without credentials on the node: one message, nothing fetched or uploaded.
+    on_node("rm -rf /home/ubuntu/.kaggle")
     refused = playbook("dataset.yml", "-e", "fraud_demo_dataset_source=kaggle", *ROWS)
     assert refused.rc != 0, refused
     assert "No Kaggle credentials on sandbox-node" in one_line(refused.output), refused
