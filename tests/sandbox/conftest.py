@@ -1,6 +1,5 @@
 """Fixtures for tests that run the playbooks against the sandbox AWS emulator."""
 
-import json
 import os
 import re
 import shlex
@@ -116,8 +115,3 @@ def on_node(command):
 def one_line(text):
     """Ansible folds long messages over lines; compare messages with whitespace collapsed."""
     return " ".join(text.split())
-
-
-@pytest.fixture
-def dump_json():
-    return lambda obj: json.dumps(obj, indent=2, sort_keys=True, default=str)
