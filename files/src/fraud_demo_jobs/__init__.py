@@ -1,3 +1,3 @@
 """fraud-demo jobs: small command-line programs run on the node, one per pipeline stage."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
