@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -77,7 +78,7 @@ def aws():
 
 def put_raw(s3, d, names=FILES) -> dict[str, str]:
     """Upload files as the dataset stage does; returns file -> VersionId."""
-    return {f: s3.put_object(Bucket=BUCKET, Key=RAW + f, Body=(d / f).read_bytes())["VersionId"] for f in names}
+    return {f: s3.put_object(Bucket=BUCKET, Key=RAW + f, Body=(d / f).read_bytes()).get("VersionId") for f in names}
 
 
 def run(capsys, tmp_path, *extra) -> tuple[int, dict, str]:
@@ -555,5 +556,48 @@ def test_emulator_dying_mid_publish_leaves_no_partial_version_and_a_rerun_conver
         assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
         assert get_json(s3, f"curated/{DATASET}/latest")["version"] == version
         assert s3.list_object_versions(Bucket=BUCKET, Prefix="raw/")["Versions"] == raw_before
+    finally:
+        server.stop()
+
+
+def test_sigterm_mid_validation_publishes_nothing_and_the_rerun_resumes(raw, tmp_path):
+    """A stopped job (SIGTERM while validating): exit 143 with one message, nothing under curated/ or quarantine/,
+    the local scratch of the version kept, and the next run completes the same version."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)  # unversioned, as a user's own bucket may be: VersionId "null"
+        put_raw(s3, raw)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_DEMO_")}
+        env.update(AWS_ENDPOINT_URL=endpoint)
+        work = tmp_path / "w"
+        cmd = [sys.executable, "-m", "fraud_demo_jobs.ingest", "--bucket", BUCKET, "--work-dir", str(work)]
+        proc = subprocess.Popen(
+            [*cmd, "--no-cloudwatch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "downloaded:" in line:
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 143, "".join(seen) + err
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert summary["failed"] is True and summary["msg"].startswith("terminated (SIGTERM)")
+        assert keys(s3, "curated/") == [] and keys(s3, "quarantine/") == []
+        assert (work / summary["version"] / "raw" / "train_transaction.csv").exists()  # kept for the next run
+        assert not list(work.rglob("*.part"))  # no half-written local output either
+
+        res = subprocess.run([*cmd, "--no-cloudwatch"], capture_output=True, text=True, check=False, env=env)
+        assert res.returncode == 0, res.stderr
+        done = json.loads(res.stdout.strip().splitlines()[-1])
+        assert done["action"] == "created" and done["version"] == summary["version"]
+        assert done["phase_seconds"]["download"] < 5
     finally:
         server.stop()
