@@ -413,9 +413,9 @@ def _curate_pass(spec, path, out_dir, state, raw_names, types, text_cols, block_
                 texts = ["; ".join(reasons[int(i)]) for i in bad_idx]
                 take = pa.array(bad_idx)
                 quarantine.write(lines, texts, [None] * len(lines), [c.take(take) for c in batch.columns])
-                for t in texts:
-                    for r in t.split("; "):
-                        res.reasons[r.split(" (got", 1)[0]] += 1
+                for i in bad_idx:
+                    for r in reasons[int(i)]:
+                        res.reasons[r.split(" (got ", 1)[0]] += 1  # count by rule, not by value
                 if len(res.examples) < REASON_EXAMPLES:
                     res.examples += [f"line {ln}: {t}" for ln, t in zip(lines, texts, strict=True)][
                         : REASON_EXAMPLES - len(res.examples)
