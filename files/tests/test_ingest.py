@@ -10,10 +10,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
+from pathlib import Path
 
 import boto3
 import moto
@@ -22,10 +21,12 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "fakes"))
 # isort: off  (first-party or third-party depends on the ruff `src` setting; keep it last either way)
 from fraud_demo_jobs import ieee_schema as S
 from fraud_demo_jobs import ingest as ing
 from fraud_demo_jobs import synthetic
+from killable_proxy import KillableProxy  # tests/fakes, shared with the sandbox fault test
 
 # isort: on
 
@@ -445,65 +446,6 @@ def test_help_describes_the_job():
 
 
 # ------------------------------------------------------------------------------------------------ fault
-
-
-class KillableProxy:
-    """A loopback TCP proxy in front of the emulator that dies (closes every connection and stops listening)
-    once the client has sent more than ``kill_after`` bytes: the emulator going away mid-run, as the job sees it,
-    while the emulator's state survives for inspection."""
-
-    def __init__(self, upstream: tuple[str, int], kill_after: int):
-        self.upstream, self.kill_after = upstream, kill_after
-        self.sent = 0
-        self.dead = threading.Event()
-        self.lock = threading.Lock()
-        self.socks: list[socket.socket] = []
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.dead.is_set():
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            up = socket.create_connection(self.upstream)
-            with self.lock:
-                self.socks += [client, up]
-            threading.Thread(target=self._pump, args=(client, up, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(up, client, False), daemon=True).start()
-
-    def _pump(self, src, dst, counted):
-        try:
-            while data := src.recv(65536):
-                if counted:
-                    with self.lock:
-                        self.sent += len(data)
-                        over = self.sent > self.kill_after
-                    if over:
-                        self.kill()
-                        return
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def kill(self):
-        self.dead.set()
-        self.server.close()
-        with self.lock:
-            for s in self.socks:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                    s.close()
-                except OSError:
-                    pass
 
 
 def test_emulator_dying_mid_publish_leaves_no_partial_version_and_a_rerun_converges(raw, tmp_path):
