@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "fakes"))
 # isort: off  (first-party or third-party depends on the ruff `src` setting; keep it last either way)
@@ -75,6 +76,23 @@ def aws():
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         boto3.client("logs", region_name="us-east-1").create_log_group(logGroupName=LOG_GROUP)
         yield s3
+
+
+@pytest.fixture
+def moto_endpoint():
+    """A moto server on a free loopback port, for the job run as a child process. moto's backends are global to
+    this process (shared with ``mock_aws``), so it starts from a reset state."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    requests.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
+    try:
+        yield endpoint
+    finally:
+        server.stop()
 
 
 def put_raw(s3, d, names=FILES) -> dict[str, str]:
@@ -448,98 +466,82 @@ def test_help_describes_the_job():
 # ------------------------------------------------------------------------------------------------ fault
 
 
-def test_emulator_dying_mid_publish_leaves_no_partial_version_and_a_rerun_converges(raw, tmp_path):
-    from moto.server import ThreadedMotoServer
+def test_emulator_dying_mid_publish_leaves_no_partial_version_and_a_rerun_converges(raw, tmp_path, moto_endpoint):
+    endpoint = moto_endpoint
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    boto3.client("logs", endpoint_url=endpoint, region_name="us-east-1").create_log_group(logGroupName=LOG_GROUP)
+    put_raw(s3, raw)
+    raw_before = s3.list_object_versions(Bucket=BUCKET, Prefix="raw/")["Versions"]
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
-        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        boto3.client("logs", endpoint_url=endpoint, region_name="us-east-1").create_log_group(logGroupName=LOG_GROUP)
-        put_raw(s3, raw)
-        raw_before = s3.list_object_versions(Bucket=BUCKET, Prefix="raw/")["Versions"]
+    # Client->server traffic is a few KB of requests until the curated Parquet bodies start to go up.
+    proxy = KillableProxy(("127.0.0.1", int(endpoint.rsplit(":", 1)[1])), kill_after=200_000)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_DEMO_")}
+    env.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}", AWS_MAX_ATTEMPTS="2")
+    cmd = [sys.executable, "-m", "fraud_demo_jobs.ingest", "--bucket", BUCKET, "--work-dir", str(tmp_path / "w")]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300, env=env)
+    assert proxy.dead.is_set(), res.stderr
+    assert res.returncode == 1, res.stderr
+    failed = json.loads(res.stdout.strip().splitlines()[-1])
+    assert failed["failed"] is True and "cannot reach" in failed["msg"], failed
+    assert res.stderr.count("validated:") == 5  # it died while publishing, after validating everything
+    version = failed["version"]
 
-        # Client->server traffic is a few KB of requests until the curated Parquet bodies start to go up.
-        proxy = KillableProxy((host, port), kill_after=200_000)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_DEMO_")}
-        env.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}", AWS_MAX_ATTEMPTS="2")
-        cmd = [sys.executable, "-m", "fraud_demo_jobs.ingest", "--bucket", BUCKET, "--work-dir", str(tmp_path / "w")]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300, env=env)
-        assert proxy.dead.is_set(), res.stderr
-        assert res.returncode == 1, res.stderr
-        failed = json.loads(res.stdout.strip().splitlines()[-1])
-        assert failed["failed"] is True and "cannot reach" in failed["msg"], failed
-        assert res.stderr.count("validated:") == 5  # it died while publishing, after validating everything
-        version = failed["version"]
+    # No complete version, latest not moved, raw data untouched.
+    prefix = f"curated/{DATASET}/{version}/"
+    assert prefix + "manifest.json" not in keys(s3, prefix)
+    assert keys(s3, f"curated/{DATASET}/latest") == []
+    assert s3.list_object_versions(Bucket=BUCKET, Prefix="raw/")["Versions"] == raw_before
+    for f in FILES:
+        assert s3.get_object(Bucket=BUCKET, Key=RAW + f)["Body"].read() == (raw / f).read_bytes()
 
-        # No complete version, latest not moved, raw data untouched.
-        prefix = f"curated/{DATASET}/{version}/"
-        assert prefix + "manifest.json" not in keys(s3, prefix)
-        assert keys(s3, f"curated/{DATASET}/latest") == []
-        assert s3.list_object_versions(Bucket=BUCKET, Prefix="raw/")["Versions"] == raw_before
-        for f in FILES:
-            assert s3.get_object(Bucket=BUCKET, Key=RAW + f)["Body"].read() == (raw / f).read_bytes()
-
-        # The emulator is back (no proxy): the re-run converges on the same version, complete and clean.
-        env["AWS_ENDPOINT_URL"] = endpoint
-        res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300, env=env)
-        assert res.returncode == 0, res.stderr
-        done = json.loads(res.stdout.strip().splitlines()[-1])
-        assert done["action"] == "created" and done["version"] == version
-        manifest = get_json(s3, prefix + "manifest.json")
-        assert keys(s3, prefix) == sorted([prefix + "manifest.json"] + [t["key"] for t in manifest["tables"]])
-        for t in manifest["tables"]:
-            body = s3.get_object(Bucket=BUCKET, Key=t["key"])["Body"].read()
-            assert hashlib.sha256(body).hexdigest() == t["sha256"]
-        assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
-        assert get_json(s3, f"curated/{DATASET}/latest")["version"] == version
-        assert s3.list_object_versions(Bucket=BUCKET, Prefix="raw/")["Versions"] == raw_before
-    finally:
-        server.stop()
+    # The emulator is back (no proxy): the re-run converges on the same version, complete and clean.
+    env["AWS_ENDPOINT_URL"] = endpoint
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    done = json.loads(res.stdout.strip().splitlines()[-1])
+    assert done["action"] == "created" and done["version"] == version
+    manifest = get_json(s3, prefix + "manifest.json")
+    assert keys(s3, prefix) == sorted([prefix + "manifest.json"] + [t["key"] for t in manifest["tables"]])
+    for t in manifest["tables"]:
+        body = s3.get_object(Bucket=BUCKET, Key=t["key"])["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == t["sha256"]
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert get_json(s3, f"curated/{DATASET}/latest")["version"] == version
+    assert s3.list_object_versions(Bucket=BUCKET, Prefix="raw/")["Versions"] == raw_before
 
 
-def test_sigterm_mid_validation_publishes_nothing_and_the_rerun_resumes(raw, tmp_path):
+def test_sigterm_mid_validation_publishes_nothing_and_the_rerun_resumes(raw, tmp_path, moto_endpoint):
     """A stopped job (SIGTERM while validating): exit 143 with one message, nothing under curated/ or quarantine/,
     the local scratch of the version kept, and the next run completes the same version."""
-    from moto.server import ThreadedMotoServer
+    endpoint = moto_endpoint
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)  # unversioned, as a user's own bucket may be: VersionId "null"
+    put_raw(s3, raw)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_DEMO_")}
+    env.update(AWS_ENDPOINT_URL=endpoint)
+    work = tmp_path / "w"
+    cmd = [sys.executable, "-m", "fraud_demo_jobs.ingest", "--bucket", BUCKET, "--work-dir", str(work)]
+    proc = subprocess.Popen(
+        [*cmd, "--no-cloudwatch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "downloaded:" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, "".join(seen) + err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["failed"] is True and summary["msg"].startswith("terminated (SIGTERM)")
+    assert keys(s3, "curated/") == [] and keys(s3, "quarantine/") == []
+    assert (work / summary["version"] / "raw" / "train_transaction.csv").exists()  # kept for the next run
+    assert not list(work.rglob("*.part"))  # no half-written local output either
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)  # unversioned, as a user's own bucket may be: VersionId "null"
-        put_raw(s3, raw)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_DEMO_")}
-        env.update(AWS_ENDPOINT_URL=endpoint)
-        work = tmp_path / "w"
-        cmd = [sys.executable, "-m", "fraud_demo_jobs.ingest", "--bucket", BUCKET, "--work-dir", str(work)]
-        proc = subprocess.Popen(
-            [*cmd, "--no-cloudwatch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
-        seen = []
-        for line in proc.stderr:
-            seen.append(line)
-            if "downloaded:" in line:
-                proc.send_signal(signal.SIGTERM)
-                break
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 143, "".join(seen) + err
-        summary = json.loads(out.strip().splitlines()[-1])
-        assert summary["failed"] is True and summary["msg"].startswith("terminated (SIGTERM)")
-        assert keys(s3, "curated/") == [] and keys(s3, "quarantine/") == []
-        assert (work / summary["version"] / "raw" / "train_transaction.csv").exists()  # kept for the next run
-        assert not list(work.rglob("*.part"))  # no half-written local output either
-
-        res = subprocess.run([*cmd, "--no-cloudwatch"], capture_output=True, text=True, check=False, env=env)
-        assert res.returncode == 0, res.stderr
-        done = json.loads(res.stdout.strip().splitlines()[-1])
-        assert done["action"] == "created" and done["version"] == summary["version"]
-        assert done["phase_seconds"]["download"] < 5
-    finally:
-        server.stop()
+    res = subprocess.run([*cmd, "--no-cloudwatch"], capture_output=True, text=True, check=False, env=env)
+    assert res.returncode == 0, res.stderr
+    done = json.loads(res.stdout.strip().splitlines()[-1])
+    assert done["action"] == "created" and done["version"] == summary["version"]
+    assert done["phase_seconds"]["download"] < 5
