@@ -6,8 +6,10 @@ summary shows what exists, not what the playbooks meant to create.
 """
 
 import argparse
+import json
 import os
 import sys
+from datetime import datetime, timezone
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -19,10 +21,75 @@ def tags_of(pairs):
     return {t["Key"]: t["Value"] for t in pairs or []}
 
 
+def get_json(s3, bucket, key):
+    """An object's JSON, or None when it does not exist."""
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def curated_lines(s3, buckets, dataset):
+    """curated/<dataset>/latest, followed to its manifest: version, rows per table, fraud rate, keys."""
+    latest_key = f"curated/{dataset}/latest"
+    for bucket in buckets:
+        pointer = get_json(s3, bucket, latest_key)
+        if pointer is None:
+            continue
+        manifest = get_json(s3, bucket, pointer["manifest"])
+        if manifest is None:
+            return [f"  s3://{bucket}/{latest_key} points at {pointer['version']}, whose manifest is missing"]
+        prefix, version = pointer["manifest"].rsplit("/", 1)[0] + "/", pointer["version"]
+        out = [f"  version {version}  (s3://{bucket}/{latest_key})"]
+        out.append(f"    {'table':<20}{'in':>12}{'valid':>12}{'quarantined':>13}")
+        for t in [*manifest["tables"], {"name": "total", **{f"rows_{k}": v for k, v in manifest["rows"].items()}}]:
+            out.append(f"    {t['name']:<20}{t['rows_in']:>12,}{t['rows_valid']:>12,}{t['rows_quarantined']:>13,}")
+        rate = manifest.get("fraud_rate")
+        out.append(f"  fraud rate {'n/a' if rate is None else f'{rate:.2%}'} (labelled valid rows)")
+        out.append(f"  curated     s3://{bucket}/{prefix}  ({len(manifest['tables'])} Parquet tables + manifest.json)")
+        quarantined = [t for t in manifest["tables"] if t.get("quarantine_key")]
+        out.extend(
+            f"  quarantine  s3://{bucket}/{t['quarantine_key']}  ({t['rows_quarantined']:,} rows)" for t in quarantined
+        )
+        if not quarantined:
+            out.append(f"  quarantine  s3://{bucket}/quarantine/{dataset}/{version}/  (no rows rejected)")
+        return out
+    return [f"  (nothing ingested yet: no {latest_key}; run playbooks/ingest.yml)"]
+
+
+def ingest_log_lines(logs, log_group, count=5):
+    """The last events of the newest ingest/ log stream, one line each (the events are JSON)."""
+    pages = logs.get_paginator("describe_log_streams").paginate(logGroupName=log_group, logStreamNamePrefix="ingest/")
+    streams = [s for page in pages for s in page.get("logStreams", [])]
+    if not streams:
+        return ["  (no ingest runs logged yet)"]
+    newest = max(streams, key=lambda s: s.get("lastEventTimestamp") or s.get("creationTime", 0))
+    name = newest["logStreamName"]
+    events = logs.get_log_events(logGroupName=log_group, logStreamName=name, limit=count, startFromHead=False)
+    out = [f"  {log_group} / {name}, last {len(events['events'])} events (UTC):"]
+    for e in events["events"]:
+        when = datetime.fromtimestamp(e["timestamp"] / 1000, timezone.utc).strftime("%H:%M:%S")
+        try:
+            fields = json.loads(e["message"])
+        except ValueError:
+            out.append(f"    {when}  {e['message']}")
+            continue
+        for key in ("job", "run_id", "dataset"):  # the same in every event of the stream
+            fields.pop(key, None)
+        values = (f"{k}={shorten(json.dumps(v), 80)}" for k, v in fields.items() if k != "event")
+        out.append(f"    {when}  {fields.get('event', '?'):<10} {'  '.join(values)}")
+    return out
+
+
+def shorten(text, width):
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", default=os.environ.get("FRAUD_DEMO_NAME", "fraud-demo"))
     parser.add_argument("--log-group", default="fraud-demo-logs")
+    parser.add_argument("--dataset", default=os.environ.get("FRAUD_DEMO_DATASET", "ieee-fraud-detection"))
     args = parser.parse_args(argv)
     session = boto3.session.Session()
     region = session.region_name
@@ -31,13 +98,14 @@ def main(argv=None):
     try:
         account = session.client("sts").get_caller_identity()["Account"]
         s3 = session.client("s3")
-        buckets = []
+        buckets, ours = [], []
         for b in s3.list_buckets().get("Buckets", []):
             try:
                 tags = tags_of(s3.get_bucket_tagging(Bucket=b["Name"]).get("TagSet"))
             except ClientError:
                 continue
             if tags.get("Purpose") == PURPOSE and tags.get("Project") == args.project:
+                ours.append(b["Name"])
                 versioning = s3.get_bucket_versioning(Bucket=b["Name"]).get("Status", "Off")
                 buckets.append(f"s3://{b['Name']}  (versioning {versioning})")
                 pages = s3.get_paginator("list_objects_v2").paginate(Bucket=b["Name"], Prefix="raw/")
@@ -45,6 +113,11 @@ def main(argv=None):
                     buckets.append(f"    {obj['Key']}  {obj['Size'] / 1e6:,.1f} MB")
         logs = session.client("logs")
         groups = logs.describe_log_groups(logGroupNamePrefix=args.log_group).get("logGroups", [])
+        curated = curated_lines(s3, ours, args.dataset)
+        if any(g["logGroupName"] == args.log_group for g in groups):
+            ingest_logs = ingest_log_lines(logs, args.log_group)
+        else:
+            ingest_logs = [f"  (no log group {args.log_group})"]
         ec2 = session.client("ec2")
         filters = [
             {"Name": "tag:Purpose", "Values": [PURPOSE]},
@@ -84,6 +157,10 @@ def main(argv=None):
         )
     if not instances:
         out.append("  (none)")
+    out.append(f"Curated dataset ({args.dataset}):")
+    out.extend(curated)
+    out.append("Ingest log:")
+    out.extend(ingest_logs)
     if endpoint:
         out.append("Sandbox node (stands in for the instance; configured by playbooks/configure.yml):")
         out.append("  scripts/sandbox-node.sh ssh 'bash -lc \"fraud-demo-generate --help\"'   # jobs on PATH")
