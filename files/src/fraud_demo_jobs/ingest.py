@@ -94,7 +94,10 @@ JOB = "ingest"
 PROG = "fraud-demo-ingest"
 MIB = 1024 * 1024
 BLOCK_SIZE = 16 * MIB
-PART_SIZE = 8 * MIB
+PART_SIZE = 8 * MIB  # uploads
+# Downloads: ranged GETs of 64 MiB, 10 at a time (a 650 MB file is still fetched over ~10 connections). 8 MiB
+# ranges measured 6x slower against moto, which copies the whole object for every ranged GET.
+DOWNLOAD_PART_SIZE = 64 * MIB
 CONCURRENCY = 10
 DEFAULT_DATASET = "ieee-fraud-detection"
 DEFAULT_LOG_GROUP = "fraud-demo-logs"
@@ -615,7 +618,9 @@ def resolve_raw(lake: Lake, dataset: str) -> list[RawObject]:
 def download(lake: Lake, raws: list[RawObject], into: str) -> None:
     """Parallel ranged downloads of the pinned object versions (s3transfer writes to a temp name, then renames)."""
     os.makedirs(into, exist_ok=True)
-    config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=CONCURRENCY)
+    config = TransferConfig(
+        multipart_threshold=DOWNLOAD_PART_SIZE, multipart_chunksize=DOWNLOAD_PART_SIZE, max_concurrency=CONCURRENCY
+    )
     with TransferManager(lake.client, config) as manager:
         todo = []
         for r in raws:
