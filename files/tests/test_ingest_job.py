@@ -39,18 +39,6 @@ ROWS = 4000
 FILES = [t.file for t in S.TABLES]
 
 
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "FRAUD_DEMO_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-
-
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory):
     out = tmp_path_factory.mktemp("generated")

@@ -29,18 +29,6 @@ MIB = 1024 * 1024
 BIG = 12 * MIB + 12345  # 3 parts of 5 MiB
 
 
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "FRAUD_DEMO_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-
-
 @pytest.fixture
 def s3():
     with moto.mock_aws():

@@ -985,9 +985,7 @@ def summary(s: Settings | None, st: RunState, seconds: float, msg: str | None = 
 # ---------------------------------------------------------------------------------------------------- CLI
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value else default
+_env = upload._env  # an empty variable counts as unset, as in every job
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
