@@ -344,6 +344,7 @@ def test_bad_rows_are_quarantined_with_their_line_and_reason(aws, raw, tmp_path,
     assert t["rows_quarantined"] == len(expected)
     assert t["rows_valid"] == t["rows_in"] - len(expected)
     q = read_quarantine(s3, t["quarantine_key"])
+    assert q["_line"].to_pylist() == sorted(expected)  # in line order, the unsplittable row among the others
     got = dict(zip(q["_line"].to_pylist(), q["_reason"].to_pylist(), strict=True))
     assert set(got) == set(expected)
     for line, reason in expected.items():

@@ -283,6 +283,7 @@ class _Quarantine:
             [("_line", pa.int64()), ("_reason", pa.string()), ("_raw", pa.string())] + [(n, pa.string()) for n in names]
         )
         self.writer: pcsv.CSVWriter | None = None
+        self.pending: list[pa.RecordBatch] = []
 
     def write(self, lines: list[int], reasons: list[str], raw: list[str | None], columns: list[pa.Array] | None):
         n = len(lines)
@@ -292,11 +293,20 @@ class _Quarantine:
             columns = [pa.nulls(n, pa.string())] * len(self.names)
         cols = [pa.array(lines, pa.int64()), pa.array(reasons, pa.string()), pa.array(raw, pa.string())]
         cols += [c if c.type == pa.string() else pc.cast(c, pa.string()) for c in columns]
+        self.pending.append(pa.RecordBatch.from_arrays(cols, schema=self.schema))
+
+    def flush(self) -> None:
+        """Write one block's rejected rows in line order (rows that could not be split come from another list)."""
+        if not self.pending:
+            return
         if self.writer is None:
             self.writer = pcsv.CSVWriter(self.path + ".part", self.schema)
-        self.writer.write_batch(pa.RecordBatch.from_arrays(cols, schema=self.schema))
+        self.writer.write_table(pa.Table.from_batches(self.pending).sort_by("_line"))
+        self.pending = []
 
     def close(self, ok: bool) -> str | None:
+        if ok:
+            self.flush()
         if self.writer is None:
             return None
         self.writer.close()
@@ -437,6 +447,7 @@ def _curate_pass(spec, path, out_dir, state, raw_names, types, text_cols, block_
                     ]
                 res.rows_quarantined += len(new_m)
                 written_malformed = len(malformed)
+            quarantine.flush()
             parsed += n
             res.rows_valid += valid.num_rows
             if valid.num_rows:
