@@ -85,12 +85,23 @@ def test_site_ingests_once_reruns_clean_and_follows_a_raw_change(aws, names, pla
     assert "land the dataset first (playbooks/dataset.yml" in one_line(missing.output), missing
     assert check_curated(aws, names.bucket)[0] == new_pointer
 
-    # A node configured before the ingest job existed: the preflight names the fix.
+    # A node whose venv lacks the job (configured before it existed): the stage deploys it and runs.
     on_node(f"mv {JOB} {JOB}.away")
+    try:
+        redeployed = playbook("ingest.yml")
+    finally:
+        on_node(f"rm -f {JOB}.away")
+    assert redeployed.rc == 0, redeployed
+    assert redeployed.changed == 1, redeployed  # the reinstall, and nothing else: same version
+    assert on_node(f"test -x {JOB} && echo present") == "present"
+
+    # A node never configured (no jobs venv): the preflight names the fix before anything changes.
+    on_node("mv /opt/fraud-demo/venv /opt/fraud-demo/venv.away")
     try:
         unconfigured = playbook("ingest.yml")
     finally:
-        on_node(f"mv {JOB}.away {JOB}")
+        on_node("mv /opt/fraud-demo/venv.away /opt/fraud-demo/venv")
     assert unconfigured.rc != 0, unconfigured
-    assert f"sandbox-node has no {JOB}: run the configure stage first" in one_line(unconfigured.output), unconfigured
-    assert "playbooks/configure.yml" in one_line(unconfigured.output), unconfigured
+    assert "sandbox-node has no jobs virtualenv /opt/fraud-demo/venv: run the configure stage first" in one_line(
+        unconfigured.output
+    ), unconfigured
