@@ -60,7 +60,6 @@ import os
 import queue
 import re
 import shutil
-import signal
 import socket
 import sys
 import threading
@@ -114,10 +113,6 @@ class JobError(Exception):
 
 class FileRejected(JobError):
     """A raw file whose structure is wrong: the whole dataset version is refused."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM in the main thread; a KeyboardInterrupt so that s3transfer cancels (and aborts) alike."""
 
 
 def code_version() -> str:
@@ -537,10 +532,6 @@ def dataset_version(dataset: str, raws: list[RawObject], schema_fingerprint: str
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _not_found(e: botocore.exceptions.ClientError) -> bool:
-    return upload._status(e) == 404 or upload._error_code(e) in ("404", "NoSuchKey", "NotFound")
-
-
 class Lake:
     """The S3 calls of a run, each wrapped with an actionable message."""
 
@@ -555,21 +546,17 @@ class Lake:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
             raise JobError(upload.explain(e, self.s.bucket, self.endpoint, what)) from e
 
-    def head(self, key: str, **kw) -> dict | None:
+    def head(self, key: str) -> dict | None:
         try:
-            return self.client.head_object(Bucket=self.s.bucket, Key=key, **kw)
-        except botocore.exceptions.ClientError as e:
-            if _not_found(e):
-                return None
-            raise JobError(upload.explain(e, self.s.bucket, self.endpoint, f"HeadObject {key}")) from e
-        except botocore.exceptions.BotoCoreError as e:
+            return upload.head(self.client, self.s.bucket, key)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
             raise JobError(upload.explain(e, self.s.bucket, self.endpoint, f"HeadObject {key}")) from e
 
     def get_json(self, key: str) -> dict | None:
         try:
             body = self.client.get_object(Bucket=self.s.bucket, Key=key)["Body"].read()
         except botocore.exceptions.ClientError as e:
-            if _not_found(e):
+            if upload.not_found(e):
                 return None
             raise JobError(upload.explain(e, self.s.bucket, self.endpoint, f"GetObject {key}")) from e
         except botocore.exceptions.BotoCoreError as e:
@@ -1077,30 +1064,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     events = Events(settings, st.run_id)
 
-    def on_sigterm(signum, frame):
-        raise Terminated()
-
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        run(settings, st, events)
-    except JobError as e:
-        return fail(str(e), 1)
-    except Terminated:
-        return fail("terminated (SIGTERM); nothing was published for this version (the next run resumes)", 143)
-    except KeyboardInterrupt:
-        return fail("interrupted; nothing was published for this version (the next run resumes)", 130)
-    except MemoryError:
-        return fail("out of memory", 1)
-    except OSError as e:
-        return fail(f"local file error: {e} (work dir {settings.work_dir})", 1)
-    except Exception as e:  # a bug: keep the traceback, still end with the summary line
-        traceback.print_exc()
-        return fail(f"unexpected error: {type(e).__name__}: {e}", 1)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with upload.sigterm_raises():
+        try:
+            run(settings, st, events)
+        except JobError as e:
+            return fail(str(e), 1)
+        except upload.Terminated:
+            return fail("terminated (SIGTERM); nothing was published for this version (the next run resumes)", 143)
+        except KeyboardInterrupt:
+            return fail("interrupted; nothing was published for this version (the next run resumes)", 130)
+        except MemoryError:
+            return fail("out of memory", 1)
+        except OSError as e:
+            return fail(f"local file error: {e} (work dir {settings.work_dir})", 1)
+        except Exception as e:  # a bug: keep the traceback, still end with the summary line
+            traceback.print_exc()
+            return fail(f"unexpected error: {type(e).__name__}: {e}", 1)
     seconds = time.monotonic() - t0
     if settings.cloudwatch and not settings.check:
         warning = put_metrics(settings, st, seconds)

@@ -87,6 +87,24 @@ class Terminated(KeyboardInterrupt):
     """Raised in the main thread on SIGTERM; a KeyboardInterrupt so that s3transfer cancels (and aborts) alike."""
 
 
+@contextlib.contextmanager
+def sigterm_raises():
+    """While inside, SIGTERM raises Terminated in the main thread (a job's cleanup then runs as for Ctrl-C);
+    the previous handler comes back on the way out. Elsewhere than the main thread, signals are left alone."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+
+        def on_sigterm(signum, frame):
+            raise Terminated()
+
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 @dataclass
 class LocalFile:
     name: str  # path relative to the source directory, with "/" separators
@@ -330,12 +348,17 @@ def abort_stale_uploads(client, bucket: str, prefix: str, older_than: timedelta)
     return aborted, None
 
 
+def not_found(e: botocore.exceptions.ClientError) -> bool:
+    """Whether a ClientError means "no such object" (HeadObject has no error body, only the status)."""
+    return _status(e) == 404 or _error_code(e) in ("404", "NoSuchKey", "NotFound")
+
+
 def head(client, bucket: str, key: str) -> dict | None:
     """HeadObject with checksums, None when there is no such object."""
     try:
         return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except botocore.exceptions.ClientError as e:
-        if _status(e) == 404 or _error_code(e) in ("404", "NoSuchKey", "NotFound"):
+        if not_found(e):
             return None
         raise
 
@@ -679,28 +702,22 @@ def main(argv: list[str] | None = None) -> int:
         stale_hours=args.stale_hours,
     )
 
-    def on_sigterm(signum, frame):
-        raise Terminated()
-
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        run(settings, state)
-    except UploadError as e:
-        return fail(str(e), 1 if state.files else 2)  # no files yet: a problem with --source/--include
-    except Terminated:
-        return fail("terminated (SIGTERM); in-progress multipart uploads were aborted, nothing partial was left", 143)
-    except KeyboardInterrupt:
-        return fail("interrupted; in-progress multipart uploads were aborted, nothing partial was left", 130)
-    except MemoryError:
-        return fail("out of memory", 1)
-    except Exception as e:  # a bug: keep the traceback, still end with the summary line
-        traceback.print_exc()
-        return fail(f"unexpected error: {type(e).__name__}: {e}", 1)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with sigterm_raises():
+        try:
+            run(settings, state)
+        except UploadError as e:
+            return fail(str(e), 1 if state.files else 2)  # no files yet: a problem with --source/--include
+        except Terminated:
+            return fail(
+                "terminated (SIGTERM); in-progress multipart uploads were aborted, nothing partial was left", 143
+            )
+        except KeyboardInterrupt:
+            return fail("interrupted; in-progress multipart uploads were aborted, nothing partial was left", 130)
+        except MemoryError:
+            return fail("out of memory", 1)
+        except Exception as e:  # a bug: keep the traceback, still end with the summary line
+            traceback.print_exc()
+            return fail(f"unexpected error: {type(e).__name__}: {e}", 1)
     if progress:
         up = [lf for lf in state.files if lf.action == "uploaded"]
         print(
