@@ -16,6 +16,7 @@ import pytest
 
 # isort: off  (first-party or third-party depends on the ruff `src` setting; keep it last either way)
 from fraud_demo_jobs import synthetic as syn
+from fraud_demo_jobs import synthetic_csv, synthetic_world
 
 # isort: on
 
@@ -43,13 +44,30 @@ def frames(generated):
     return {name: pd.read_csv(out / name) for name in syn.FILE_NAMES}
 
 
+# Written from the dataset's public description (ieee-cis-dataset.md), not from the contract the generator reads.
+TRANSACTION_COLUMNS = (
+    ["TransactionID", "isFraud", "TransactionDT", "TransactionAmt", "ProductCD"]
+    + [f"card{i}" for i in range(1, 7)]
+    + ["addr1", "addr2", "dist1", "dist2", "P_emaildomain", "R_emaildomain"]
+    + [f"C{i}" for i in range(1, 15)]
+    + [f"D{i}" for i in range(1, 16)]
+    + [f"M{i}" for i in range(1, 10)]
+    + [f"V{i}" for i in range(1, 340)]
+)
+IDENTITY_COLUMNS = ["TransactionID"] + [f"id_{i:02d}" for i in range(1, 39)] + ["DeviceType", "DeviceInfo"]
+INT_COLUMNS = {"TransactionID", "isFraud", "TransactionDT", "card1"}
+NUMERIC_ID = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 17, 18, 19, 20, 21, 22, 24, 25, 26, 32}
+STRING_COLUMNS = {"ProductCD", "card4", "card6", "P_emaildomain", "R_emaildomain", "DeviceType", "DeviceInfo"}
+STRING_COLUMNS |= {f"M{i}" for i in range(1, 10)} | {f"id_{i:02d}" for i in range(1, 39) if i not in NUMERIC_ID}
+
+
 def _expected_dtype(name: str, col: str) -> str:
     if name == "sample_submission.csv":
         return "int64" if col == "TransactionID" else "float64"
     base = col.replace("id-", "id_")
-    if base in syn.INT_COLUMNS:
+    if base in INT_COLUMNS:
         return "int64"
-    if base in syn.STRING_TRANSACTION_COLUMNS or base in syn.STRING_IDENTITY_COLUMNS:
+    if base in STRING_COLUMNS:
         return "object"
     return "float64"
 
@@ -67,17 +85,16 @@ def test_summary_and_sizes(generated):
     assert rows["train_identity.csv"] == round(ROWS * 144233 / 590540)
     for f in summary["files"]:
         assert os.path.getsize(out / f["name"]) == f["bytes"]
-    assert syn.Sizes.for_rows(590540) == syn.Sizes(590540, 506691, 144233, 141907)
+    assert synthetic_world.Sizes.for_rows(590540) == synthetic_world.Sizes(590540, 506691, 144233, 141907)
 
 
 def test_columns_order_and_dtypes(frames):
-    assert len(syn.TRANSACTION_COLUMNS) == 394 and len(syn.TEST_TRANSACTION_COLUMNS) == 393
-    assert len(syn.IDENTITY_COLUMNS) == 41
+    assert len(TRANSACTION_COLUMNS) == 394 and len(IDENTITY_COLUMNS) == 41
     expected = {
-        "train_transaction.csv": syn.TRANSACTION_COLUMNS,
-        "test_transaction.csv": syn.TEST_TRANSACTION_COLUMNS,
-        "train_identity.csv": syn.IDENTITY_COLUMNS,
-        "test_identity.csv": syn.TEST_IDENTITY_COLUMNS,
+        "train_transaction.csv": TRANSACTION_COLUMNS,
+        "test_transaction.csv": [c for c in TRANSACTION_COLUMNS if c != "isFraud"],
+        "train_identity.csv": IDENTITY_COLUMNS,
+        "test_identity.csv": [c.replace("id_", "id-") for c in IDENTITY_COLUMNS],
         "sample_submission.csv": ["TransactionID", "isFraud"],
     }
     for name, cols in expected.items():
@@ -226,14 +243,14 @@ def test_failure_mid_write_leaves_no_partial_files(tmp_path, monkeypatch):
     out = tmp_path / "d"
     syn.generate(str(out), rows=ROWS, seed=7)
     old = _hashes(out)
-    real_chunk = syn._transaction_chunk
+    real_chunk = synthetic_csv.transaction_chunk
 
     def failing(w, part, lo, hi, chunk_no):
         if part == "test" and chunk_no == 0:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_chunk(w, part, lo, hi, chunk_no)
 
-    monkeypatch.setattr(syn, "_transaction_chunk", failing)
+    monkeypatch.setattr(synthetic_csv, "transaction_chunk", failing)
     with pytest.raises(syn.GenerateError, match="disk full"):
         syn.generate(str(out), rows=ROWS, seed=8)
     leftovers = [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
@@ -242,7 +259,7 @@ def test_failure_mid_write_leaves_no_partial_files(tmp_path, monkeypatch):
     assert _sha(out / "test_transaction.csv") == old["test_transaction.csv"]
     # the sidecar no longer claims completeness, so the next run regenerates
     assert json.loads((out / syn.SIDECAR).read_text())["status"] == "in-progress"
-    monkeypatch.setattr(syn, "_transaction_chunk", real_chunk)
+    monkeypatch.setattr(synthetic_csv, "transaction_chunk", real_chunk)
     assert syn.generate(str(out), rows=ROWS, seed=7)["changed"] is True
     assert _hashes(out) == old
 
@@ -265,7 +282,7 @@ def test_oracle_auc_and_learnable_signal(generated, frames):
 
     tr = frames["train_transaction.csv"]
     y = tr["isFraud"].to_numpy()
-    assert syn._auc((tr["ProductCD"] != "W").to_numpy(float), y) > 0.6  # one strong documented feature
+    assert synthetic_world.auc((tr["ProductCD"] != "W").to_numpy(float), y) > 0.6  # one strong documented feature
 
     # a plain logistic regression (numpy) on documented features, time-based split, learns well above chance
     hour = (tr["TransactionDT"] // 3600) % 24
@@ -287,13 +304,13 @@ def test_oracle_auc_and_learnable_signal(generated, frames):
     for _ in range(300):
         p = 1 / (1 + np.exp(-x[:cut] @ beta))
         beta -= 0.5 * x[:cut].T @ (p - y[:cut]) / cut
-    auc = syn._auc(x[cut:] @ beta, y[cut:])
+    auc = synthetic_world.auc(x[cut:] @ beta, y[cut:])
     assert 0.7 < auc < summary["oracle_auc"] + 0.03
 
 
 def test_auc_helper():
-    assert syn._auc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 0, 1, 1])) == 1.0
-    assert syn._auc(np.array([0.5, 0.5, 0.5, 0.5]), np.array([0, 1, 0, 1])) == 0.5
+    assert synthetic_world.auc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 0, 1, 1])) == 1.0
+    assert synthetic_world.auc(np.array([0.5, 0.5, 0.5, 0.5]), np.array([0, 1, 0, 1])) == 0.5
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

@@ -8,6 +8,7 @@ design docs): ``TransactionID`` is unique per file, ``isFraud`` is 0 or 1, ``Tra
 categorical columns take the documented values, and every identity or submission row belongs to a transaction
 of the matching transaction file. ``test_identity.csv`` spells the identity columns ``id-01``; they are
 normalised to ``id_01`` before validation (``normalise``), so train and test share one curated schema.
+The offline generator (``synthetic_csv``) writes its files from these specs too (``raw_header``, kinds, domains).
 
 ``pandera_schema`` builds the ``DataFrameSchema`` for one table; the two checks that need more than one batch
 (key unique across the whole file, key present in the referenced table) read a ``KeyState`` the caller fills.
@@ -144,6 +145,12 @@ PANDAS_DTYPES = {"int": pd.Int64Dtype(), "float": np.dtype("float64"), "str": pd
 def normalise(spec: TableSpec, raw_names: list[str]) -> list[str]:
     """Raw header names -> contract names (``id-01`` -> ``id_01`` where the table allows it)."""
     return [spec.raw_aliases.get(n, n) for n in raw_names]
+
+
+def raw_header(spec: TableSpec) -> list[str]:
+    """The raw file's header as Kaggle writes it (``id-01`` in test_identity): ``normalise``'s inverse."""
+    raw_of = {name: raw for raw, name in spec.raw_aliases.items()}
+    return [raw_of.get(n, n) for n in spec.names]
 
 
 def arrow_types(spec: TableSpec, raw_names: list[str]) -> dict[str, pyarrow.DataType]:
