@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 # isort: off  (first-party or third-party depends on the ruff `src` setting; keep it last either way)
+from fraud_demo_jobs import ieee_schema as S
 from fraud_demo_jobs import synthetic as syn
-from fraud_demo_jobs import synthetic_csv, synthetic_world
+from fraud_demo_jobs import synthetic_csv, synthetic_model, synthetic_world
 
 # isort: on
 
@@ -356,3 +357,38 @@ def test_cli_unwritable_out(tmp_path):
     assert res.returncode != 0 and "cannot create output directory" in res.stderr
     res = _cli("--rows", "1000")
     assert res.returncode != 0 and "--out" in res.stderr
+
+
+# ------------------------------------------------------------------------------- the generator obeys the contract
+
+
+def test_chunk_columns_refuse_what_the_contract_does_not_allow():
+    n = 3
+    out = synthetic_csv.ChunkColumns(S.BY_NAME["train_transaction"])
+    with pytest.raises(synthetic_csv.ContractMismatch, match="column 1 written as isFraud"):
+        out.ints("isFraud", np.zeros(n), None, 0, 1)
+    with pytest.raises(synthetic_csv.ContractMismatch, match="kind is int"):
+        out.labels("TransactionID", np.zeros(n), None, ("a",))
+    out.bigints("TransactionID", np.array([2987000, 2987001, 2987002]))
+    with pytest.raises(synthetic_csv.ContractMismatch, match=r"values 0\.\.2"):
+        out.ints("isFraud", np.zeros(n), None, 0, 2)
+    out.ints("isFraud", np.zeros(n), None, 0, 1)
+    out.bigints("TransactionDT", np.array([86400, 86401, 86402]))
+    with pytest.raises(synthetic_csv.ContractMismatch, match=r"values 0\.0\.\."):
+        out.decimals("TransactionAmt", np.array([0, 1000, 2000]), None)
+    out.decimals("TransactionAmt", np.array([68500, 29000, 251]), None)
+    with pytest.raises(synthetic_csv.ContractMismatch, match=r"\['X'\] outside"):
+        out.labels("ProductCD", np.zeros(n), None, ("W", "X"))
+    with pytest.raises(synthetic_csv.ContractMismatch, match="did not write"):
+        out.csv()
+    ident = synthetic_csv.ChunkColumns(S.BY_NAME["train_identity"])
+    ident.bigints("TransactionID", np.array([1, 2, 3]))
+    with pytest.raises(synthetic_csv.ContractMismatch, match="kind is float"):
+        ident.labels("id_01", np.zeros(n), None, ("x",))
+
+
+def test_model_tables_must_cover_the_contracts_domain():
+    with pytest.raises(ValueError, match="does not cover"):
+        synthetic_model.by_value({"W": 1.0, "C": 0.0}, ("W", "C", "R", "H", "S"))
+    with pytest.raises(ValueError, match="does not cover"):
+        synthetic_model.by_value({"W": 1.0, "C": 0.0, "X": 0.0}, ("W", "C"))
