@@ -10,7 +10,7 @@ The parts, one concern each:
 
 - ``synthetic_model``: the planted model's parameters and its description (shares, effects, missingness);
 - ``synthetic_world``: the row-level world drawn from it once (``build_world``), and the oracle AUC;
-- ``synthetic_csv``: chunks of CSV text in the contract's columns, kinds and domains (``ieee_schema``);
+- ``synthetic_csv``: chunks of CSV text in the contract's columns, kinds and domains (``ieee_contract``);
 - this module: which files, atomic writing, the idempotence sidecar, the free-space check and the CLI.
 
 See ``SYNTHETIC.md`` next to this file.
@@ -28,7 +28,7 @@ import tempfile
 import time
 import traceback
 
-from . import ieee_schema as S
+from . import ieee_contract as S
 from . import synthetic_csv
 from .synthetic_model import FULL_TRAIN_ROWS
 from .synthetic_world import World, build_world

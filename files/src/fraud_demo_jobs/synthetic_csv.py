@@ -1,7 +1,7 @@
 """The generator's CSV text: one chunk of rows of one file, in the columns, kinds and domains of the contract.
 
 Every chunk is built column by column through ``ChunkColumns``, which takes the next column from the contract's
-``TableSpec`` (``ieee_schema``): a column the contract does not have next, a number written into a string column,
+``TableSpec`` (``ieee_contract``): a column the contract does not have next, a number written into a string column,
 an integer column written with a decimal point (or the reverse), a label outside the column's domain or a value
 range outside its bounds raises ``ContractMismatch`` before a byte is written. Float columns are written with a
 decimal point (``117.0``, ``68.5``) so that any CSV reader infers float64, also in a chunk without missing values.
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from . import ieee_schema as S
+from . import ieee_contract as S
 from .synthetic_model import (
     CARD4,
     CARD6,
@@ -57,7 +57,7 @@ _WRITE_OPTIONS = pcsv.WriteOptions(include_header=False, quoting_style="none", b
 
 
 class ContractMismatch(Exception):
-    """The generator was about to write something the contract (ieee_schema) does not allow: a bug to fix."""
+    """The generator was about to write something the contract (ieee_contract) does not allow: a bug to fix."""
 
 
 # ------------------------------------------------------------------------------------------- text encoders

@@ -1,7 +1,7 @@
 """The planted model of the offline generator: the shape of the real data and every parameter of the signal.
 
 The generator's distribution knowledge lives here (shares, effects, e-mail domains, device profiles, missingness);
-the dataset's columns, kinds and categorical domains do not: they come from the contract (``ieee_schema``), and
+the dataset's columns, kinds and categorical domains do not: they come from the contract (``ieee_contract``), and
 every table below that is keyed by a categorical value is checked against the contract's domain at import.
 
 Planted fraud signal
@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ieee_schema as S
+from . import ieee_contract as S
 
 FULL_TRAIN_ROWS = 590540
 FULL_TEST_ROWS = 506691
