@@ -82,12 +82,18 @@ def _labels(values: tuple) -> pa.Array:
     return pa.array(list(values), type=pa.string())
 
 
-def _indices(idx: np.ndarray, valid: np.ndarray | None) -> pa.Array:
-    idx = np.ascontiguousarray(idx, dtype=np.int32)
+def _masked(values: np.ndarray, valid: np.ndarray | None, dtype: type) -> pa.Array:
+    """``values`` as an Arrow array, null where ``valid`` is False (a validity bitmap over the same buffer)."""
+    values = np.ascontiguousarray(values, dtype=dtype)
     if valid is None or valid.all():
-        return pa.array(idx)
+        return pa.array(values)
     bits = np.packbits(valid, bitorder="little")
-    return pa.Array.from_buffers(pa.int32(), len(idx), [pa.py_buffer(bits), pa.py_buffer(idx)])
+    kind = pa.from_numpy_dtype(values.dtype)
+    return pa.Array.from_buffers(kind, len(values), [pa.py_buffer(bits), pa.py_buffer(values)])
+
+
+def _indices(idx: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    return _masked(idx, valid, np.int32)
 
 
 def _enc_labels(idx: np.ndarray, valid: np.ndarray | None, labels: tuple) -> pa.Array:
@@ -102,22 +108,14 @@ def _enc_int(values: np.ndarray, valid: np.ndarray | None, lo: int, hi: int, suf
 
 def _enc_bigint(values: np.ndarray, valid: np.ndarray | None, suffix: str) -> pa.Array:
     """Integers of any range (IDs, TransactionDT): pyarrow's cast, optionally with a ``.0`` suffix."""
-    arr = pc.cast(_as_arrow_int64(values, valid), pa.string())
+    arr = pc.cast(_masked(values, valid, np.int64), pa.string())
     return pc.binary_join_element_wise(arr, suffix, "") if suffix else arr
-
-
-def _as_arrow_int64(values: np.ndarray, valid: np.ndarray | None) -> pa.Array:
-    values = np.ascontiguousarray(values, dtype=np.int64)
-    if valid is None or valid.all():
-        return pa.array(values)
-    bits = np.packbits(valid, bitorder="little")
-    return pa.Array.from_buffers(pa.int64(), len(values), [pa.py_buffer(bits), pa.py_buffer(values)])
 
 
 def _enc_decimal(units: np.ndarray, valid: np.ndarray | None, decimals: int) -> pa.Array:
     """Non-negative fixed-point numbers given in 10**-decimals units, e.g. 68500 -> "68.5", 29000 -> "29.0"."""
     scale = 10**decimals
-    whole = _as_arrow_int64(units // scale, valid)
+    whole = _masked(units // scale, valid, np.int64)
     frac = pa.DictionaryArray.from_arrays(pa.array((units % scale).astype(np.int32)), _frac_table(decimals))
     return pc.binary_join_element_wise(pc.cast(whole, pa.string()), frac.dictionary_decode(), "")
 
