@@ -151,13 +151,59 @@ def _exact_shares(rng: np.random.Generator, n: int, shares) -> np.ndarray:
 
 
 def build_world(rows: int, seed: int) -> World:
+    """Draw the world for ``rows`` train rows; one random stream, drawn in a fixed order (output is pinned)."""
     sz = Sizes.for_rows(rows)
     w = World(sz, seed)
-    rng = rng_for(seed, 0)
-    ntr, nte = sz.train, sz.test
-    n = ntr + nte
-    c = w.cols
+    r = _time_and_products(w, rng_for(seed, 0))
+    cl = _clients(r)
+    amount = _card_address_amount(w.cols, r, cl)
+    c1 = _counts(w.cols, r, cl)
+    d1 = _days(w.cols, r, cl)
+    m4_is_m2 = _match_flags(w.cols, r)
+    ident, proxy = _identity(w, r, cl)
+    _label(w, r, amount, c1, d1, m4_is_m2, ident, proxy)
+    _compact(w.cols)
+    return w
 
+
+@dataclass
+class _Rows:
+    """Row-level values the sections of build_world share (train rows first, then test)."""
+
+    rng: np.random.Generator
+    n: int
+    ntr: int
+    dt: np.ndarray
+    day: np.ndarray
+    hour: np.ndarray
+    tfrac: np.ndarray  # position on the whole train + gap + test timeline, 0..1
+    prod: np.ndarray
+    nonw: np.ndarray
+    active: np.ndarray | None = None  # compromised client, at/after the compromise (set by _clients)
+
+
+@dataclass
+class _Clients:
+    """Per-client draws (index: client) and each row's client, position in its history and day gap."""
+
+    client: np.ndarray
+    pos: np.ndarray
+    gap_days: np.ndarray
+    card_idx: np.ndarray
+    catalogue: dict  # card1..card6 per card
+    addr_values: np.ndarray
+    addr_idx: np.ndarray
+    addr2_c: np.ndarray
+    email_c: np.ndarray
+    device_c: np.ndarray
+    devinfo_missing_c: np.ndarray
+    activity_c: np.ndarray
+    start_days: dict  # "a" (card start), "b", "c", "e": per-client reference days of the D columns
+
+
+def _time_and_products(w: World, rng: np.random.Generator) -> _Rows:
+    ntr, nte = w.sizes.train, w.sizes.test
+    c = w.cols
     train_last = TRAIN_ID_START + ntr - 1
     test_start = TEST_ID_START if train_last < TEST_ID_START else train_last + 86010
     c["tid"] = np.r_[np.arange(TRAIN_ID_START, TRAIN_ID_START + ntr), np.arange(test_start, test_start + nte)]
@@ -167,21 +213,31 @@ def build_world(rows: int, seed: int) -> World:
     day = dt // DAY
     hour = (dt // 3600) % 24
     tfrac = (dt - TRAIN_DT_START) / float((TRAIN_DAYS + GAP_DAYS + TEST_DAYS) * DAY)
-
     prod = np.r_[_exact_shares(rng, ntr, PRODUCT_SHARE_TRAIN), _exact_shares(rng, nte, PRODUCT_SHARE_TEST)]
     c["prod"] = prod
-    nonw = prod != PRODUCT_W
+    c["hour"] = hour
+    c["day"] = day
+    return _Rows(rng, ntr + nte, ntr, dt, day, hour, tfrac, prod, prod != PRODUCT_W)
 
-    # ---- clients: card catalogue (card1 -> card2..card6), addresses, e-mail, device, card start day
+
+def _card_catalogue(rng: np.random.Generator) -> dict:
+    """card1 -> card2..card6: the card's BIN-like attributes, fixed per card."""
     ncard = 13553
-    card1_values = np.sort(rng.choice(np.arange(1000, 18397), size=ncard, replace=False))
-    cat_card2 = rng.integers(100, 601, ncard)
+    cat_card = {"card1": np.sort(rng.choice(np.arange(1000, 18397), size=ncard, replace=False))}
+    cat_card["card2"] = rng.integers(100, 601, ncard)
     cat_card3 = np.where(chance(rng, 0.88, ncard), 150, np.where(chance(rng, 0.8, ncard), 185, 0))
-    cat_card3 = np.where(cat_card3 == 0, rng.integers(100, 232, ncard), cat_card3)
-    cat_card4 = cat(rng, CARD4_SHARE, ncard)
-    cat_card5 = np.where(chance(rng, 0.5, ncard), 226, rng.integers(100, 238, ncard))
-    cat_card6 = cat(rng, CARD6_SHARE, ncard)
+    cat_card["card3"] = np.where(cat_card3 == 0, rng.integers(100, 232, ncard), cat_card3)
+    cat_card["card4"] = cat(rng, CARD4_SHARE, ncard)
+    cat_card["card5"] = np.where(chance(rng, 0.5, ncard), 226, rng.integers(100, 238, ncard))
+    cat_card["card6"] = cat(rng, CARD6_SHARE, ncard)
+    return cat_card
 
+
+def _clients(r: _Rows) -> _Clients:
+    """Clients: a card, an address, an e-mail domain, a device, a card start day; some get compromised."""
+    rng, n, day, dt = r.rng, r.n, r.day, r.dt
+    catalogue = _card_catalogue(rng)
+    ncard = len(catalogue["card1"])
     nclient = max(200, int(n * 0.3))
     weight = rng.pareto(1.5, nclient) + 1.0
     client = np.searchsorted(np.cumsum(weight) / weight.sum(), rng.random(n), side="right")
@@ -214,9 +270,9 @@ def build_world(rows: int, seed: int) -> World:
 
     card_age = np.where(chance(rng, 0.30, nclient), 0, np.floor(rng.exponential(140, nclient)))
     a_c = first_day - card_age.astype(np.int64)
-    b_c = a_c + np.floor(rng.exponential(60, nclient)).astype(np.int64)
-    c_c = a_c + np.floor(rng.exponential(40, nclient)).astype(np.int64)
-    e_c = a_c + np.floor(rng.exponential(30, nclient)).astype(np.int64)
+    start_days = {"a": a_c}
+    for key, mean in (("b", 60), ("c", 40), ("e", 30)):
+        start_days[key] = a_c + np.floor(rng.exponential(mean, nclient)).astype(np.int64)
 
     # ---- compromise: light clients more often; from a random one of their transactions onwards
     g = 1.0 / (1.0 + cnt / 25.0)
@@ -224,26 +280,43 @@ def build_world(rows: int, seed: int) -> World:
     scale = ACTIVE_SHARE * n / max(expected, 1e-9)
     comp = rng.random(nclient) < np.minimum(scale * g, 0.9)
     comp_start = np.floor(rng.random(nclient) * cnt * 0.6).astype(np.int64)
-    active = comp[client] & (pos >= comp_start[client])
-    c["active"] = active
+    r.active = comp[client] & (pos >= comp_start[client])
+    return _Clients(
+        client,
+        pos,
+        gap_days,
+        card_idx,
+        catalogue,
+        addr_values,
+        addr_idx,
+        addr2_c,
+        email_c,
+        device_c,
+        devinfo_missing_c,
+        activity_c,
+        start_days,
+    )
 
-    # ---- transaction columns
-    ci = card_idx[client]
-    c["card1"] = card1_values[ci]
-    c["card2"] = cat_card2[ci]
+
+def _card_address_amount(c: dict, r: _Rows, cl: _Clients) -> dict:
+    """card*, addr*, TransactionAmt, dist*, e-mail domains; returns the label's terms (amount, 3 decimals, R/P
+    mismatch)."""
+    rng, n, prod, nonw, active, client = r.rng, r.n, r.prod, r.nonw, r.active, cl.client
+    c["active"] = active
+    ci = cl.card_idx[client]
+    c["card1"] = cl.catalogue["card1"][ci]
+    c["card2"] = cl.catalogue["card2"][ci]
     c["card2_ok"] = ~chance(rng, 0.015, n)
-    c["card3"] = cat_card3[ci]
-    c["card4"] = cat_card4[ci]
-    c["card5"] = cat_card5[ci]
-    c["card6"] = cat_card6[ci]
+    for k in (3, 4, 5, 6):
+        c[f"card{k}"] = cl.catalogue[f"card{k}"][ci]
     c["card346_ok"] = ~chance(rng, 0.0027, n)
     c["card5_ok"] = ~chance(rng, 0.007, n) & c["card346_ok"]
 
-    c["addr1"] = addr_values[addr_idx[client]]
-    c["addr2"] = addr2_c[client]
+    c["addr1"] = cl.addr_values[cl.addr_idx[client]]
+    c["addr2"] = cl.addr2_c[client]
     c["addr_ok"] = ~chance(rng, np.where(prod == PRODUCT_C, 0.9, np.where(nonw, 0.2, 0.02)), n)
 
-    amt_units = np.exp(rng.normal(4.1 + 0.08 * tfrac, 0.95, n) + np.where(active, 0.45, 0.0))
+    amt_units = np.exp(rng.normal(4.1 + 0.08 * r.tfrac, 0.95, n) + np.where(active, 0.45, 0.0))
     foreign = (prod == PRODUCT_C) & chance(rng, 0.8, n)
     cents = np.where(chance(rng, 0.55, n), 0, np.where(chance(rng, 0.5, n), 500, rng.integers(0, 100, n) * 10))
     amt_milli = np.where(
@@ -253,8 +326,6 @@ def build_world(rows: int, seed: int) -> World:
     ).astype(np.int64)
     amt_milli = np.minimum(amt_milli, 31_937_391)
     c["amt"] = amt_milli
-    amt = amt_milli / 1000.0
-    three_dec = (amt_milli % 10) != 0
 
     dist_scale = np.where(active, 400.0, 60.0)
     c["dist1"] = np.minimum(np.floor(rng.exponential(1.0, n) * dist_scale), 10286).astype(np.int64)
@@ -262,16 +333,24 @@ def build_world(rows: int, seed: int) -> World:
     c["dist2"] = np.minimum(np.floor(rng.exponential(180.0, n)), 11623).astype(np.int64)
     c["dist2_ok"] = nonw & chance(rng, 0.27, n)
 
+    email_c = cl.email_c
     c["pmail"] = email_c[client]
     r_same = chance(rng, np.where(active, 0.35, 0.85), n)
     r_other = cat(rng, [e[1] for e in EMAILS], n)
     rmail = np.where(r_same & (email_c[client] < len(EMAILS)), email_c[client], r_other)
     r_ok = chance(rng, np.where(nonw, 0.85, 0.06), n)
     c["rmail"] = np.where(r_ok, rmail, len(EMAILS))
-    mismatch = r_ok & (c["rmail"] != c["pmail"])
+    return {
+        "amt": amt_milli / 1000.0,
+        "three_dec": (amt_milli % 10) != 0,
+        "mismatch": r_ok & (c["rmail"] != c["pmail"]),
+    }
 
-    # C counts
-    act = activity_c[client].astype(np.int64)
+
+def _counts(c: dict, r: _Rows, cl: _Clients) -> np.ndarray:
+    """C1..C14 (counts; C1 from the client's activity); returns C1."""
+    rng, n, nonw, active, pos = r.rng, r.n, r.nonw, r.active, cl.pos
+    act = cl.activity_c[cl.client].astype(np.int64)
     extra = np.where(active, geom(rng, 0.7, n), 0)
     c1 = 1 + act + geom(rng, 0.3, n) + extra
     cc = {}
@@ -291,40 +370,45 @@ def build_world(rows: int, seed: int) -> World:
     cc[14] = np.maximum(c1 - geom(rng, 0.5, n), 0)
     for i in range(1, 15):
         c[f"C{i}"] = np.minimum(cc[i], 3000)
+    return c1
 
-    # D (days) columns
+
+def _days(c: dict, r: _Rows, cl: _Clients) -> np.ndarray:
+    """D1..D15 (days since the client's reference days, gaps between its transactions); returns D1."""
+    rng, n, day, prod, nonw, pos, gap_days = r.rng, r.n, r.day, r.prod, r.nonw, cl.pos, cl.gap_days
+    a_c, b_c, c_c, e_c = (cl.start_days[k][cl.client] for k in ("a", "b", "c", "e"))
     d = {}
     dok = {}
-    d[1] = np.clip(day - a_c[client], 0, 640)
+    d[1] = np.clip(day - a_c, 0, 640)
     dok[1] = ~chance(rng, 0.002, n)
     d[2] = d[1]
     dok[2] = (d[1] > 0) & ~chance(rng, 0.25, n)
     d[3] = np.clip(gap_days, 0, 819)
     dok[3] = (pos > 0) & ~chance(rng, np.where(nonw, 0.6, 0.3), n)
-    d[4] = np.clip(day - b_c[client], 0, 869)
+    d[4] = np.clip(day - b_c, 0, 869)
     dok[4] = ~chance(rng, np.where(nonw, 0.55, 0.2), n)
     d[5] = np.clip(gap_days + geom(rng, 0.5, n), 0, 819)
     dok[5] = (pos > 0) & ~chance(rng, np.where(nonw, 0.6, 0.45), n)
     for k, miss in ((6, 0.6), (7, 0.75), (12, 0.62), (13, 0.66), (14, 0.6)):
         d[k] = np.clip(geom(rng, 0.85, n, cap=200), 0, 870)
         dok[k] = nonw & ~chance(rng, miss, n)
-    d8_day = np.clip(day - c_c[client], 0, 1707)
+    c["D8_day"] = np.clip(day - c_c, 0, 1707)
     dok[8] = nonw & ~chance(rng, 0.5, n)
-    d[10] = np.clip(day - c_c[client], 0, 876)
+    d[10] = np.clip(day - c_c, 0, 876)
     dok[10] = ~chance(rng, np.where(prod == PRODUCT_C, 0.6, 0.02), n)
-    d[11] = np.clip(day - e_c[client], 0, 670)
-    d[15] = np.clip(day - e_c[client] + geom(rng, 0.6, n), 0, 879)
+    d[11] = np.clip(day - e_c, 0, 670)
+    d[15] = np.clip(day - e_c + geom(rng, 0.6, n), 0, 879)
     dok[15] = ~chance(rng, np.where(prod == PRODUCT_C, 0.6, 0.03), n)
     for k, v in d.items():
         c[f"D{k}"] = v
     for k, v in dok.items():
         c[f"D{k}_ok"] = v
-    c["D8_day"] = d8_day
-    c["hour"] = hour
-    c["tfrac"] = tfrac
-    c["day"] = day
+    return d[1]
 
-    # M flags: positions in the contract's domains (TF, M4_LABELS)
+
+def _match_flags(c: dict, r: _Rows) -> np.ndarray:
+    """M1..M9: positions in the contract's domains (TF, M4_LABELS); returns the label's term M4 == M2."""
+    rng, n, prod, active = r.rng, r.n, r.prod, r.active
     m = {}
     mok = {}
     w_rows = prod == PRODUCT_W
@@ -347,30 +431,39 @@ def build_world(rows: int, seed: int) -> World:
     for k, v in m.items():
         c[f"M{k}"] = v
         c[f"M{k}_ok"] = mok[k]
+    return mok[4] & (m[4] == M4_M2)
 
-    # ---- identity: exactly the documented share, non-W rows only
+
+def _identity(w: World, r: _Rows, cl: _Clients) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows have an identity row (exactly the documented share, non-W rows only), device, proxy."""
+    rng, n, ntr, active, c, sz = r.rng, r.n, r.ntr, r.active, w.cols, w.sizes
     ident = np.zeros(n, dtype=bool)
     for name, lo, hi, want in (("train", 0, ntr, sz.train_identity), ("test", ntr, n, sz.test_identity)):
-        cand = lo + np.flatnonzero(nonw[lo:hi])
+        cand = lo + np.flatnonzero(r.nonw[lo:hi])
         pick = np.sort(rng.choice(cand, size=min(want, len(cand)), replace=False))
         ident[pick] = True
         w.identity_rows[name] = pick
     c["ident"] = ident
-    c["device"] = device_c[client]
-    c["devinfo_ok"] = ~devinfo_missing_c[client]
+    c["device"] = cl.device_c[cl.client]
+    c["devinfo_ok"] = ~cl.devinfo_missing_c[cl.client]
     proxy = ident & chance(rng, np.where(active, 0.25, 0.03), n)
     c["proxy"] = proxy
     c["proxy_kind"] = cat(rng, PROXY_SHARE, n)
     c["id15_new"] = chance(rng, np.where(active, 0.6, 0.12), n)
+    return ident, proxy
 
-    # ---- the planted label
+
+def _label(w: World, r: _Rows, amount: dict, c1, d1, m4_is_m2, ident, proxy) -> None:
+    """The planted label: the true probability (b0 solved for a 3.5 % train rate), isFraud, the oracle AUCs."""
+    c, prod, tfrac, ntr = w.cols, r.prod, r.tfrac, r.ntr
     s = PRODUCT_EFFECT[prod] + np.where(prod == PRODUCT_H, H_DRIFT * (1.0 - tfrac), 0.0)
     s = s + 0.6 * (c["card6"] == CARD6_CREDIT) + EMAIL_EFFECT[c["pmail"]]
     s = s + np.where(np.isin(c["pmail"], DRIFT_EMAILS), EMAIL_DRIFT * tfrac, 0.0)
-    s = s + 0.8 * mismatch + 0.4 * (np.log(amt) - 4.3) + 0.5 * three_dec + HOUR_EFFECT[hour]
-    s = s + 0.5 * (d[1] == 0) + 0.3 * np.log(c1) + 0.4 * (mok[4] & (m[4] == M4_M2))
+    s = s + 0.8 * amount["mismatch"] + 0.4 * (np.log(amount["amt"]) - 4.3) + 0.5 * amount["three_dec"]
+    s = s + HOUR_EFFECT[r.hour]
+    s = s + 0.5 * (d1 == 0) + 0.3 * np.log(c1) + 0.4 * m4_is_m2
     s = s + np.where(ident, DEVICE_EFFECT[c["device"]], 0.0) + 1.2 * proxy
-    s = FEATURE_SCALE * s + ACTIVE_EFFECT * active
+    s = FEATURE_SCALE * s + ACTIVE_EFFECT * r.active
     lo_b, hi_b = -20.0, 5.0
     for _ in range(60):
         mid = (lo_b + hi_b) / 2
@@ -379,16 +472,13 @@ def build_world(rows: int, seed: int) -> World:
         else:
             lo_b = mid
     p = _sigmoid((lo_b + hi_b) / 2 + s)
-    y = rng.random(n) < p
+    y = r.rng.random(r.n) < p
     c["p"] = p
     c["y"] = y
     w.oracle_auc = auc(p[:ntr], y[:ntr])
     cut = int(ntr * 0.8)
     w.oracle_auc_last20pct = auc(p[cut:ntr], y[cut:ntr])
     w.fraud_rate = float(y[:ntr].mean())
-    del c["tfrac"]
-    _compact(c)
-    return w
 
 
 def _compact(cols: dict) -> None:
