@@ -6,9 +6,11 @@ node's venv from the fake Kaggle API (tests/fakes/fake_kaggle.py on localhost:80
 network), fraud-demo-upload lands the five CSVs under raw/, fraud-demo-ingest curates them. The zip holds the
 five files with the real names, columns, dtypes and row proportions (the generator at 1,000 train rows).
 
-The kaggle client talks to http://localhost only with KAGGLE_API_ENVIRONMENT=LOCALHOST in its environment. The
-module runs under sudo (become_user), which resets the environment, so for this test sudo on the node gets an
-env_file holding that one variable (sudoers `Defaults env_file`); it is removed afterwards.
+The kaggle client talks to http://localhost only with KAGGLE_API_ENVIRONMENT=LOCALHOST in its environment. For
+this test the node's sessions get that one variable, and nothing else changes: /etc/environment (pam_env, read by
+sshd at each new connection; Ansible runs the module without sudo when become_user is the SSH user) and a sudo
+env_file (sudo resets the environment when become_user is another user). The playbooks get a private SSH
+ControlPath directory, so no connection opened before the change is reused. Both are removed afterwards.
 
 Run (wall times and PLAY RECAP lines are printed):
     .venv/bin/pytest -s tests/sandbox/test_kaggle_source.py
@@ -29,15 +31,17 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.sandbox_node]
 
 COMPETITION = "ieee-fraud-detection"
 KEY = "fake-kaggle-key-e2e-3b9d0c71a5f2"
-CREDENTIALS = {"KAGGLE_USERNAME": "fakeuser", "KAGGLE_KEY": KEY}
 KAGGLE = ["-e", "fraud_demo_dataset_source=kaggle"]
 TRAIN_ROWS = 1000
 ENV_FILE = "/etc/fraud-demo-fake-kaggle.env"
 SUDOERS = "/etc/sudoers.d/fraud-demo-fake-kaggle"
+VARIABLE = "KAGGLE_API_ENVIRONMENT=LOCALHOST"
+# The node's copy of the files (fraud_demo_data_dir/raw/<dataset>): removed first, so that the run downloads.
+NODE_COPY = f"/opt/fraud-demo/data/raw/{COMPETITION}"
 
 
 @pytest.fixture
-def kaggle_api(sandbox_env):
+def kaggle_api(sandbox_env, tmp_path):
     """The fake Kaggle API on localhost:80 serving the real-shaped competition zip, and sudo on the node sent to it."""
     if os.geteuid() != 0:
         pytest.skip("the kaggle client's LOCALHOST environment is http://localhost:80; binding port 80 needs root")
@@ -49,35 +53,36 @@ def kaggle_api(sandbox_env):
     server.competitions[COMPETITION] = archive
     server.start()
     on_node(
-        f'printf "KAGGLE_API_ENVIRONMENT=LOCALHOST\\n" > {ENV_FILE} && '
-        f'printf "Defaults env_file={ENV_FILE}\\n" > {SUDOERS} && chmod 0440 {SUDOERS}'
+        f"rm -rf {NODE_COPY} && echo {VARIABLE} >> /etc/environment && echo {VARIABLE} > {ENV_FILE} && "
+        f'echo "Defaults env_file={ENV_FILE}" > {SUDOERS} && chmod 0440 {SUDOERS}'
     )
+    env = {"KAGGLE_USERNAME": "fakeuser", "KAGGLE_KEY": KEY, "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp")}
     try:
-        seen = on_node("sudo -u ubuntu printenv KAGGLE_API_ENVIRONMENT")
+        seen = on_node("sudo -u nobody printenv KAGGLE_API_ENVIRONMENT")
         assert seen == "LOCALHOST", f"sudo on the node did not pass KAGGLE_API_ENVIRONMENT ({seen!r})"
-        yield server, fk.zip_members(archive)
+        yield server, fk.zip_members(archive), env
     finally:
-        on_node(f"rm -f {SUDOERS} {ENV_FILE}")
+        on_node(f'sed -i "/^{VARIABLE}$/d" /etc/environment; rm -f {SUDOERS} {ENV_FILE}')
         server.stop()
 
 
-def timed(playbook, *args):
+def timed(playbook, env):
     """Run site.yml with the Kaggle source and print its wall time and PLAY RECAP lines."""
-    run = playbook("site.yml", *KAGGLE, *args, env=CREDENTIALS)
+    run = playbook("site.yml", *KAGGLE, env=env)
     recap = run.output[run.output.rfind("PLAY RECAP") :].strip()
     print(f"\nsite.yml -e fraud_demo_dataset_source=kaggle: {run.seconds:.1f} s wall, rc={run.rc}\n{recap}")
     return run
 
 
 def test_kaggle_source_downloads_lands_and_ingests_once(aws, names, playbook, kaggle_api):
-    server, files = kaggle_api
+    server, files, env = kaggle_api
     # What the zip holds, counted here: bytes per file and data rows (lines minus the header).
     sizes = {name: len(data) for name, data in files.items()}
     rows = {name.removesuffix(".csv"): data.count(b"\n") - 1 for name, data in files.items()}
     assert set(files) == set(fk.IEEE_FILES)
     assert rows["train_transaction"] == TRAIN_ROWS
 
-    first = timed(playbook)
+    first = timed(playbook, env)
     assert first.rc == 0, first
     assert first.changed > 0, first
     # The real client fetched the zip: the download API, then the signed URL it redirects to.
@@ -97,7 +102,7 @@ def test_kaggle_source_downloads_lands_and_ingests_once(aws, names, playbook, ka
     assert f"version {pointer['version']}, created and promoted to latest" in one_line(first.output), first
 
     server.reset("ok")
-    again = timed(playbook)
+    again = timed(playbook, env)
     assert again.rc == 0, again
     assert again.changed == 0, again
     assert server.requests == []  # intact files on the node: Kaggle is not asked again
