@@ -10,7 +10,8 @@ The kaggle client talks to http://localhost only with KAGGLE_API_ENVIRONMENT=LOC
 this test the node's sessions get that one variable, and nothing else changes: /etc/environment (pam_env, read by
 sshd at each new connection; Ansible runs the module without sudo when become_user is the SSH user) and a sudo
 env_file (sudo resets the environment when become_user is another user). The playbooks get a private SSH
-ControlPath directory, so no connection opened before the change is reused. Both are removed afterwards.
+ControlPath directory, so no connection opened before the change is reused. All of it, and the node's
+downloaded copy, is removed afterwards.
 
 Run (wall times and PLAY RECAP lines are printed):
     .venv/bin/pytest -s tests/sandbox/test_kaggle_source.py
@@ -42,7 +43,7 @@ NODE_COPY = f"/opt/fraud-demo/data/raw/{COMPETITION}"
 
 @pytest.fixture
 def kaggle_api(sandbox_env, tmp_path):
-    """The fake Kaggle API on localhost:80 serving the real-shaped competition zip, and sudo on the node sent to it."""
+    """The fake Kaggle API on localhost:80 serving the real-shaped zip; the node's sessions sent to it."""
     if os.geteuid() != 0:
         pytest.skip("the kaggle client's LOCALHOST environment is http://localhost:80; binding port 80 needs root")
     archive = fk.ieee_competition_zip(rows=TRAIN_ROWS).read_bytes()
@@ -62,7 +63,8 @@ def kaggle_api(sandbox_env, tmp_path):
         assert seen == "LOCALHOST", f"sudo on the node did not pass KAGGLE_API_ENVIRONMENT ({seen!r})"
         yield server, fk.zip_members(archive), env
     finally:
-        on_node(f'sed -i "/^{VARIABLE}$/d" /etc/environment; rm -f {SUDOERS} {ENV_FILE}')
+        # Also the downloaded copy: the synthetic source's generator refuses a directory of files it did not write.
+        on_node(f'sed -i "/^{VARIABLE}$/d" /etc/environment; rm -f {SUDOERS} {ENV_FILE}; rm -rf {NODE_COPY}')
         server.stop()
 
 
