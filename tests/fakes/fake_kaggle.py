@@ -19,6 +19,11 @@ Errors use Kaggle's JSON shape ``{"code": 403, "message": "..."}``. The behaviou
 bytes announced by Content-Length, then closes), ``truncated_once`` (only the first download is truncated),
 ``corrupt`` (a zip whose member fails its CRC check, with a correct Content-Length).
 
+What it serves is up to the caller (``FakeKaggle.competitions`` / ``.datasets``: name -> zip bytes). Two sets of
+files: ``ieee_csvs()``, five tiny 6-column CSVs under the competition's file names (fast, for the module's
+tests), and ``ieee_competition_zip()``, the competition's zip with files of the real names, columns, dtypes
+and row proportions, made by the project's generator at a small size and cached under ``.cache/fake-kaggle/``.
+
 Request targets in absolute form (``POST http://localhost/api/v1/...``, as sent through an HTTP proxy) are
 handled like origin-form ones. Run ``python fake_kaggle.py --help`` to start the server by hand (port 80 needs
 root).
@@ -32,14 +37,18 @@ import email.utils
 import hashlib
 import io
 import json
+import os
+import tempfile
 import threading
 import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
 RULES_MESSAGE = "You must accept this competition's rules before you'll be able to download files."
 SIGNATURE = "FAKE-SIGNED-URL-SECRET-0123456789"
+CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "fake-kaggle"
 
 IEEE_FILES = (
     "sample_submission.csv",
@@ -51,7 +60,7 @@ IEEE_FILES = (
 
 
 def ieee_csvs(rows: int = 20) -> dict[str, bytes]:
-    """Tiny CSVs under the IEEE-CIS Fraud Detection file names."""
+    """Tiny 6-column CSVs under the IEEE-CIS Fraud Detection file names (not the real columns)."""
     files = {}
     header_tx = "TransactionID,isFraud,TransactionDT,TransactionAmt,ProductCD,card1\n"
     header_id = "TransactionID,id_01,id_02,DeviceType\n"
@@ -83,6 +92,34 @@ def make_zip(files: dict[str, bytes]) -> bytes:
             info.external_attr = 0o644 << 16
             z.writestr(info, data)
     return buf.getvalue()
+
+
+def ieee_competition_zip(rows: int = 1000, seed: int = 7, cache_dir: Path = CACHE_DIR) -> Path:
+    """Path of ``ieee-fraud-detection.zip`` holding the five files of the real shape, ``rows`` train transactions.
+
+    Like Kaggle's: the five CSVs at the zip's root, deflated. The files come from ``fraud_demo_jobs.synthetic``
+    (rows >= its MIN_ROWS); the zip is cached per rows, seed and generator version, written atomically.
+    """
+    from fraud_demo_jobs import synthetic  # the jobs package from files/ (make setup installs it in .venv)
+
+    version = getattr(synthetic, "GENERATOR_VERSION", "0")
+    path = cache_dir / f"ieee-fraud-detection-rows{rows}-seed{seed}-gen{version}.zip"
+    if path.is_file():
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
+        synthetic.generate(scratch, rows=rows, seed=seed)
+        files = {name: (Path(scratch) / name).read_bytes() for name in IEEE_FILES}
+        partial = Path(scratch) / path.name
+        partial.write_bytes(make_zip(files))
+        os.replace(partial, path)
+    return path
+
+
+def zip_members(data: bytes) -> dict[str, bytes]:
+    """The files of a zip archive, by name."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return {n: z.read(n) for n in z.namelist()}
 
 
 def corrupt_zip(files: dict[str, bytes]) -> bytes:
@@ -291,9 +328,7 @@ def _make_handler(fake: FakeKaggle):
 
 def _corrupted_copy(data: bytes) -> bytes:
     """Re-pack the archive's members stored (uncompressed) and flip a data byte, keeping the zip readable."""
-    with zipfile.ZipFile(io.BytesIO(data)) as z:
-        files = {n: z.read(n) for n in z.namelist()}
-    return corrupt_zip(files)
+    return corrupt_zip(zip_members(data))
 
 
 def main() -> None:
@@ -302,10 +337,14 @@ def main() -> None:
     parser.add_argument("--scenario", default="ok")
     parser.add_argument("--username", default="fakeuser")
     parser.add_argument("--key", default="fake-kaggle-key-0123456789abcdef")
+    parser.add_argument("--rows", type=int, default=1000, help="train transactions in the competition's files")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--tiny", action="store_true", help="serve five tiny 6-column CSVs instead")
     args = parser.parse_args()
     fake = FakeKaggle(port=args.port, username=args.username, key=args.key)
     fake.scenario = args.scenario
-    fake.competitions["ieee-fraud-detection"] = make_zip(ieee_csvs())
+    archive = make_zip(ieee_csvs()) if args.tiny else ieee_competition_zip(args.rows, args.seed).read_bytes()
+    fake.competitions["ieee-fraud-detection"] = archive
     print(f"fake Kaggle API on {fake.base_url} (scenario {fake.scenario}); Ctrl-C to stop", flush=True)
     try:
         fake.httpd.serve_forever()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -23,13 +22,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ansible.module_utils
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "library" / "kaggle_dataset.py"
+MODULE_UTILS = ROOT / "module_utils"
 sys.path.insert(0, str(ROOT / "tests" / "fakes"))
+# The module imports its parts as ansible.module_utils.fraud_demo_*: Ansible ships them from ansible.cfg's
+# module_utils directory inside the module's payload. ansible.module_utils is a regular package, so a test
+# process sees them once that directory is on the package's __path__ (here, and in BOOT for the subprocess).
+if str(MODULE_UTILS) not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(str(MODULE_UTILS))
+BOOT = (
+    "import runpy, sys, ansible.module_utils; ansible.module_utils.__path__.append(sys.argv[1]); "
+    "sys.argv = sys.argv[2:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 
 import fake_kaggle as fk
+from ansible.module_utils.fraud_demo_kaggle_errors import describe_error, sanitize
 
 KEY = "fake-kaggle-key-5f3c9a1e7d2b4068"
 TOKEN = "KGAT_fake-access-token-8d1e2f3a4b5c6d7e"
@@ -102,7 +113,7 @@ def run(env, dest, check=False, diff=False, **args):
         }
     }
     proc = subprocess.run(
-        [sys.executable, str(MODULE), json.dumps(payload)],
+        [sys.executable, "-c", BOOT, str(MODULE_UTILS), str(MODULE), json.dumps(payload)],
         env=env,
         capture_output=True,
         text=True,
@@ -409,9 +420,6 @@ def test_through_ansible_cli(env, fake, tmp_path):
 
 def test_error_mapping_for_older_kaggle_exceptions():
     """kaggle < 1.7 raised kaggle.rest.ApiException (status, body) instead of requests.HTTPError."""
-    spec = importlib.util.spec_from_file_location("kaggle_dataset_module", MODULE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
 
     class ApiException(Exception):
         def __init__(self, status, body):
@@ -420,10 +428,10 @@ def test_error_mapping_for_older_kaggle_exceptions():
 
     source = {"type": "competition", "name": COMPETITION}
     ctx = {"dest": "/data", "credentials": "kaggle.json"}
-    msg = mod.describe_error(ApiException(403, json.dumps({"code": 403, "message": fk.RULES_MESSAGE})), source, ctx)
+    msg = describe_error(ApiException(403, json.dumps({"code": 403, "message": fk.RULES_MESSAGE})), source, ctx)
     assert f"accept the rules at https://www.kaggle.com/competitions/{COMPETITION}/rules then re-run" in msg
-    assert "HTTP 401" in mod.describe_error(ApiException(401, "Unauthorized"), source, ctx)
-    msg = mod.describe_error(OSError(errno.ENOSPC, "No space left on device"), source, ctx)
+    assert "HTTP 401" in describe_error(ApiException(401, "Unauthorized"), source, ctx)
+    msg = describe_error(OSError(errno.ENOSPC, "No space left on device"), source, ctx)
     assert "No space left on device" in msg
-    assert "Signature" not in mod.sanitize("GET https://storage.example/x.zip?Signature=abc failed")
-    assert mod.sanitize(f"key {KEY} here", [KEY]) == "key ******** here"
+    assert "Signature" not in sanitize("GET https://storage.example/x.zip?Signature=abc failed")
+    assert sanitize(f"key {KEY} here", [KEY]) == "key ******** here"
