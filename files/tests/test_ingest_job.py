@@ -24,9 +24,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "fakes"))
 # isort: off  (first-party or third-party depends on the ruff `src` setting; keep it last either way)
+from fraud_demo_jobs import curate, synthetic
 from fraud_demo_jobs import ieee_schema as S
 from fraud_demo_jobs import ingest as ing
-from fraud_demo_jobs import synthetic
+from fraud_demo_jobs import manifest as mf
 from killable_proxy import KillableProxy  # tests/fakes, shared with the sandbox fault test
 
 # isort: on
@@ -89,7 +90,7 @@ def put_raw(s3, d, names=FILES) -> dict[str, str]:
 
 
 def run(capsys, tmp_path, *extra) -> tuple[int, dict, str]:
-    code = ing.main(["--bucket", BUCKET, "--work-dir", str(tmp_path / "work"), *extra])
+    code = ing.ingest_main(["--bucket", BUCKET, "--work-dir", str(tmp_path / "work"), *extra])
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert lines, f"no stdout; stderr: {err}"
@@ -173,7 +174,7 @@ def test_contract_matches_the_documented_dataset():
 def test_generated_files_satisfy_the_contract_locally(generated, tmp_path):
     state = S.KeyState()
     for spec in S.TABLES:
-        res = ing.curate_file(spec, str(generated / spec.file), str(tmp_path), state)
+        res = curate.curate_file(spec, str(generated / spec.file), str(tmp_path), state)
         assert res.rows_quarantined == 0, (spec.name, res.reasons)
         assert res.rows_valid == res.rows_in == count_rows(generated / spec.file)
         table = pq.read_table(res.parquet_path)
@@ -208,7 +209,7 @@ def test_curates_versions_logs_and_reruns_unchanged(aws, raw, tmp_path, capsys):
         assert by_file[f]["sha256"] == hashlib.sha256((raw / f).read_bytes()).hexdigest()
         assert by_file[f]["size"] == (raw / f).stat().st_size
     assert manifest["schema"]["fingerprint"] == S.fingerprint()
-    assert manifest["code_version"] == ing.code_version()
+    assert manifest["code_version"] == mf.code_version()
     assert manifest["run"]["started_at"] <= manifest["run"]["finished_at"]
     total = sum(count_rows(raw / f) for f in FILES)
     assert manifest["rows"] == {"in": total, "valid": total, "quarantined": 0}
