@@ -431,6 +431,38 @@ def test_broken_file_fails_the_job_and_publishes_nothing(aws, raw, tmp_path, cap
     assert keys(s3, "curated/") == [] and keys(s3, "quarantine/") == []
 
 
+def _identity_with_bad_rows(path, rows: int, bad: int) -> None:
+    """Keep the first ``rows`` data lines of an identity file and put a DeviceType outside its domain on ``bad``
+    of them (the rest stay valid: their TransactionIDs are rows of the full transaction file)."""
+    lines = path.read_text().splitlines()[: rows + 1]
+    assert len(lines) == rows + 1
+    path.write_text("\n".join(lines) + "\n")
+    edit_csv(path, {ln: {"DeviceType": "tablet"} for ln in range(2, 2 + bad)})
+
+
+def test_bad_row_limit_is_strictly_greater_than_exactly_5pct_passes_one_more_row_fails(aws, raw, tmp_path, capsys):
+    """The rule is bad/rows > --max-bad-fraction: 20 bad rows of 400 (exactly 5 %) pass, 21 (5.25 %) fail."""
+    s3 = aws
+    ti = raw / "train_identity.csv"
+    _identity_with_bad_rows(ti, rows=400, bad=20)
+    put_raw(s3, raw)
+    code, out, err = run(capsys, tmp_path, "--max-bad-fraction", "0.05")
+    assert code == 0, err
+    t = out["tables"]["train_identity"]
+    assert (t["rows_in"], t["rows_valid"], t["rows_quarantined"]) == (400, 380, 20)
+
+    _identity_with_bad_rows(ti, rows=400, bad=21)
+    put_raw(s3, raw, ["train_identity.csv"])
+    code, out, err = run(capsys, tmp_path, "--max-bad-fraction", "0.05")
+    assert code == 1
+    assert out["msg"].startswith(
+        "train_identity.csv: 21 of 400 rows are bad (5.2%, over the 5.0% allowed by --max-bad-fraction); "
+        "most common: DeviceType: isin(['desktop', 'mobile']) (21 rows)."
+    ), out["msg"]
+    assert "raise --max-bad-fraction" in out["msg"]
+    assert get_json(s3, f"curated/{DATASET}/latest")["version"] != out["version"]  # the 5 % version stays latest
+
+
 def test_missing_raw_file_and_log_group_are_named(aws, raw, tmp_path, capsys):
     s3 = aws
     put_raw(s3, raw, FILES[:-1])
