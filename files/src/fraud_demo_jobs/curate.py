@@ -44,9 +44,9 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from . import ieee_schema as S
+from .checksums import MIB
 from .errors import JobError
 
-MIB = 1024 * 1024
 BLOCK_SIZE = 16 * MIB
 DEFAULT_MAX_BAD_FRACTION = 0.05
 REASON_EXAMPLES = 5

@@ -380,7 +380,7 @@ def parse_ingest_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _usage_problem(args: argparse.Namespace) -> str | None:
+def _ingest_usage_problem(args: argparse.Namespace) -> str | None:
     if not args.bucket:
         return "--bucket (or FRAUD_DEMO_BUCKET) is required"
     if not re.fullmatch(r"[A-Za-z0-9._-]+", args.dataset or ""):
@@ -395,7 +395,7 @@ def ingest_main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     now = datetime.now(timezone.utc)
     st = IngestRunState(run_id=f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}", started=now)
-    problem = _usage_problem(args)
+    problem = _ingest_usage_problem(args)
     if problem:
         return fail(INGEST_PROG, problem, ingest_summary(None, st, time.monotonic() - t0, problem), EXIT_USAGE)
     settings = IngestSettings(

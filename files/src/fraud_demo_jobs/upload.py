@@ -134,7 +134,7 @@ def parse_upload_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _usage_problem(args: argparse.Namespace) -> str | None:
+def _upload_usage_problem(args: argparse.Namespace) -> str | None:
     if not args.source:
         return "--source DIR (or FRAUD_DEMO_UPLOAD_SOURCE) is required"
     if not args.bucket:
@@ -150,7 +150,7 @@ def upload_main(argv: list[str] | None = None) -> int:
     args = parse_upload_args(argv)
     t0 = time.monotonic()
     out = UploadOutcome()
-    problem = _usage_problem(args)
+    problem = _upload_usage_problem(args)
     if problem:
         return fail(UPLOAD_PROG, problem, upload_summary(None, out, time.monotonic() - t0, problem), EXIT_USAGE)
     progress = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
