@@ -5,7 +5,8 @@ the files and publishes what this writes.
 Rows and files
     A *file* is rejected, and the job fails before anything is written to the bucket, when it is empty, not
     text, compressed, truncated (no line break at the end), or its header does not match the contract (missing,
-    unexpected, duplicated or reordered columns), or when more than ``--max-bad-fraction`` of its rows are bad.
+    unexpected, duplicated or reordered columns), or when more than ``--max-bad-fraction`` of its rows are bad
+    (bad / rows > the fraction: a file with exactly 5 % bad rows passes the default 0.05).
     A *row* is quarantined when it has the wrong number of fields, a value that is not a number in a numeric
     column, an empty required value, a value outside its domain, a ``TransactionID`` seen earlier in the file,
     or (identity and submission rows) a ``TransactionID`` that is not a valid row of the matching transaction

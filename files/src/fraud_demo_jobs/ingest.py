@@ -18,6 +18,9 @@ Versions
     ``latest`` pointer untouched; the next run re-uses what is intact (uploads are skipped by checksum), aborts
     left-over multipart uploads and deletes stray objects under the version's prefixes before the manifest.
 
+Rows and files
+    Which rows are quarantined, which files refused (and the job failed before anything is written to the
+    bucket), and how a file is streamed through validation: see ``fraud_demo_jobs.curate``.
 
 Logs and metrics
     JSON events go to the CloudWatch log group (``--log-group``, which must exist: provision creates it) through
@@ -343,7 +346,8 @@ def parse_ingest_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=INGEST_PROG,
         description=doc.split("\n\n", 1)[0],
-        epilog="See the module documentation (python -m pydoc fraud_demo_jobs.ingest) for the rules and layout.",
+        epilog="See the module documentation (python -m pydoc fraud_demo_jobs.ingest, and fraud_demo_jobs.curate for "
+        "the row and file rules) for the rules and layout.",
     )
     parser.add_argument("--bucket", default=env("FRAUD_DEMO_BUCKET"), help="data-lake bucket (env FRAUD_DEMO_BUCKET)")
     parser.add_argument(
