@@ -85,3 +85,32 @@ def test_valid_multibyte_text_is_kept_as_is(tmp_path):
     res = curate.curate_file(IDENTITY, str(path), str(tmp_path / "out"), state)
     assert (res.rows_valid, res.rows_quarantined) == (1, 0)
     assert pq.read_table(res.parquet_path)["DeviceInfo"].to_pylist() == ["Galaxy Note\u00ae \u2013 \u00e9t\u00e9"]
+
+
+def test_a_row_with_a_bad_byte_and_the_wrong_number_of_fields_costs_its_row_only(tmp_path, capfd):
+    """pyarrow cannot hand such a line to the bad-row handler (it decodes it first): the fallback copy replaces
+    each line that is not UTF-8 by a stand-in, so the row is still quarantined alone, with its line and text."""
+    rows = [
+        identity_row(1, b"0.0", b"Found", b"mobile", b"iOS Device"),  # line 2
+        identity_row(2, b"-5.0", b"Found", b"desktop", b"Windows\xe9") + b",extra",  # line 3: 42 fields, latin-1
+        identity_row(3, b"-5.0", b"Found", b"desktop", b"MacOS"),  # line 4
+        b"4,-5.0,short\xff",  # line 5: 3 fields, not UTF-8
+        b"5,1.0,short",  # line 6: 3 fields, UTF-8
+        identity_row(6, b"-5.0", b"Found", b"desktop", b"Linux"),  # line 7
+    ]
+    path = write(tmp_path, rows)
+    state = S.KeyState(valid={"train_transaction": {1, 2, 3, 4, 5, 6}})
+    res = curate.curate_file(IDENTITY, str(path), str(tmp_path / "out"), state, max_bad_fraction=0.6)
+
+    assert (res.rows_in, res.rows_valid, res.rows_quarantined) == (6, 3, 3)
+    assert res.reasons == {"row: not valid UTF-8": 2, "row: wrong number of fields (expected 41)": 1}
+    q = pcsv.read_csv(
+        res.quarantine_path,
+        convert_options=pcsv.ConvertOptions(column_types={"_raw": pa.string()}, strings_can_be_null=True),
+    )
+    assert q["_line"].to_pylist() == [3, 5, 6]
+    assert q["_reason"].to_pylist() == ["row: not valid UTF-8", "row: not valid UTF-8", "expected 41 fields, found 3"]
+    assert q["_raw"].to_pylist()[1] == "4,-5.0,short\\xff"
+    assert pq.read_table(res.parquet_path)["TransactionID"].to_pylist() == [1, 3, 6]
+    assert "Traceback" not in capfd.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["curated", "quarantine"]  # no copy left

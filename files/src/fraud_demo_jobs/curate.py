@@ -30,6 +30,7 @@ import contextlib
 import os
 import queue
 import re
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -286,17 +287,27 @@ def curate_file(
     check_structure(spec, raw_names)
     types = S.arrow_types(spec, raw_names)
     text_cols: set[str] = set()
-    while True:  # once, plus once per column found to hold a value that its type cannot parse
-        try:
-            result = _curate_pass(spec, path, out_dir, state, raw_names, types, text_cols, block_size)
-            break
-        except pa.ArrowInvalid as e:
-            m = _CONVERSION.search(str(e))
-            col = raw_names[int(m.group(1))] if m and int(m.group(1)) < len(raw_names) else None
-            if col is None or col in text_cols:
-                raise FileRejected(f"{spec.file}: unreadable as CSV: {str(e).splitlines()[0]}") from e
-            text_cols.add(col)
-            types = {**types, col: pa.string()}
+    src = _Source(path)
+    try:
+        while True:  # once, plus once per column found to hold a value that its type cannot parse
+            try:
+                with _quiet_undecodable_rows():
+                    result = _curate_pass(spec, src, out_dir, state, raw_names, types, text_cols, block_size)
+                break
+            except pa.ArrowInvalid as e:
+                m = _CONVERSION.search(str(e))
+                col = raw_names[int(m.group(1))] if m and int(m.group(1)) < len(raw_names) else None
+                if col is None and not src.stand_ins and str(e).startswith("CSV parse error"):
+                    src = _stand_in_source(path, os.path.join(out_dir, f".{spec.name}.utf8.csv"))
+                    if src.stand_ins:
+                        continue
+                if col is None or col in text_cols:
+                    raise FileRejected(f"{spec.file}: unreadable as CSV: {str(e).splitlines()[0]}") from e
+                text_cols.add(col)
+                types = {**types, col: pa.string()}
+    finally:
+        if src.path != path:
+            os.unlink(src.path)
     result.seconds = time.perf_counter() - t0
     bad_fraction = result.rows_quarantined / max(result.rows_in, 1)
     if result.rows_valid == 0 or bad_fraction > max_bad_fraction:
@@ -309,7 +320,49 @@ def curate_file(
     return result
 
 
-def _curate_pass(spec, path, out_dir, state, raw_names, types, text_cols, block_size) -> TableResult:
+@dataclass
+class _Source:
+    """The file a pass reads: the raw file, or a copy whose lines that are not UTF-8 were replaced by a
+    one-field stand-in (``stand_ins``: line number -> the original line, bad bytes escaped)."""
+
+    path: str
+    stand_ins: dict[int, str] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _quiet_undecodable_rows():
+    """pyarrow reports a row it cannot decode for ``invalid_row_handler`` as an "Exception ignored" traceback on
+    stderr before it fails the read (which ``_stand_in_source`` then handles): keep that out of the job's log."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, UnicodeDecodeError):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+def _stand_in_source(path: str, copy: str) -> _Source:
+    """The fallback for a line that has both a byte that is not UTF-8 and the wrong number of fields: pyarrow
+    decodes such a line before handing it to ``invalid_row_handler`` and aborts the read instead. In the copy,
+    each line that is not UTF-8 becomes ``-`` (one field: handed to the handler with its line number)."""
+    src = _Source(copy)
+    with open(path, "rb") as raw, open(copy, "wb") as out:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                src.stand_ins[number] = line.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+                line = b"-\n"
+            out.write(line)
+    return src
+
+
+def _curate_pass(spec, src: _Source, out_dir, state, raw_names, types, text_cols, block_size) -> TableResult:
     names = S.normalise(spec, raw_names)
     res = TableResult(spec.name, text_columns=sorted(S.normalise(spec, list(text_cols))))
     state.seen = set()
@@ -325,10 +378,15 @@ def _curate_pass(spec, path, out_dir, state, raw_names, types, text_cols, block_
     sink = _ParquetSink(res.parquet_path, target)
     quarantine = _Quarantine(os.path.join(out_dir, "quarantine", f"{spec.name}.csv"), names)
 
-    malformed: list[tuple[int, int, str]] = []  # (line, fields, text) of rows that could not be split
+    # (line, reason, text) of rows that could not be split, or that were not UTF-8 (in the fallback copy)
+    malformed: list[tuple[int, str, str]] = []
 
     def on_invalid(row) -> str:
-        malformed.append((row.number, row.actual_columns, row.text))
+        original = src.stand_ins.get(row.number)
+        if original is not None:
+            malformed.append((row.number, "row: not valid UTF-8", original))
+        else:
+            malformed.append((row.number, f"expected {len(names)} fields, found {row.actual_columns}", row.text))
         return "skip"
 
     reader_opts = pcsv.ReadOptions(block_size=block_size, use_threads=False)
@@ -341,7 +399,9 @@ def _curate_pass(spec, path, out_dir, state, raw_names, types, text_cols, block_
     written_malformed = 0
     ok = False
     try:
-        reader = pcsv.open_csv(path, read_options=reader_opts, parse_options=parse_opts, convert_options=convert_opts)
+        reader = pcsv.open_csv(
+            src.path, read_options=reader_opts, parse_options=parse_opts, convert_options=convert_opts
+        )
         for batch in reader:
             n = batch.num_rows
             reasons: dict[int, list[str]] = defaultdict(list)
@@ -401,9 +461,11 @@ def _curate_pass(spec, path, out_dir, state, raw_names, types, text_cols, block_
                 valid = typed
             new_m = malformed[written_malformed:]
             if new_m:
-                texts = [f"expected {len(names)} fields, found {m[1]}" for m in new_m]
+                texts = [m[1] for m in new_m]
                 quarantine.write([m[0] for m in new_m], texts, [m[2] for m in new_m], None)
-                res.reasons[f"row: wrong number of fields (expected {len(names)})"] += len(new_m)
+                for t in texts:
+                    split = t.startswith("expected ")
+                    res.reasons[f"row: wrong number of fields (expected {len(names)})" if split else t] += 1
                 if len(res.examples) < REASON_EXAMPLES:
                     res.examples += [f"line {m[0]}: {t}" for m, t in zip(new_m, texts, strict=True)][
                         : REASON_EXAMPLES - len(res.examples)
