@@ -37,11 +37,12 @@ import tempfile
 import time
 
 import boto3
+from fraud_demo_jobs import layout  # the jobs package, installed in .venv by make setup
 
 BUCKET = "fraud-demo-bench"
 FAKE_KEY = "bench"  # moto accepts any credentials
 INSTALL_AWS = "python3 -m venv /tmp/awscli && /tmp/awscli/bin/pip install awscli"
-PREFIX = "raw/ieee-fraud-detection/"
+PREFIX = layout.raw_prefix(layout.DEFAULT_DATASET)
 MIB = 1024 * 1024
 
 

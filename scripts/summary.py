@@ -14,6 +14,10 @@ from datetime import datetime, timezone
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+# The jobs package (installed in .venv by `make setup`) owns the lake's layout and the telemetry names.
+from fraud_demo_jobs import layout
+from fraud_demo_jobs.telemetry import DEFAULT_LOG_GROUP, stream_prefix
+
 PURPOSE = "fraud-demo"
 
 
@@ -31,7 +35,7 @@ def get_json(s3, bucket, key):
 
 def curated_lines(s3, buckets, dataset):
     """curated/<dataset>/latest, followed to its manifest: version, rows per table, fraud rate, keys."""
-    latest_key = f"curated/{dataset}/latest"
+    latest_key = layout.latest_key(dataset)
     for bucket in buckets:
         pointer = get_json(s3, bucket, latest_key)
         if pointer is None:
@@ -39,27 +43,31 @@ def curated_lines(s3, buckets, dataset):
         manifest = get_json(s3, bucket, pointer["manifest"])
         if manifest is None:
             return [f"  s3://{bucket}/{latest_key} points at {pointer['version']}, whose manifest is missing"]
-        prefix, version = pointer["manifest"].rsplit("/", 1)[0] + "/", pointer["version"]
+        version = pointer["version"]
+        prefix = layout.curated_prefix(dataset, version)
         out = [f"  version {version}  (s3://{bucket}/{latest_key})"]
         out.append(f"    {'table':<20}{'in':>12}{'valid':>12}{'quarantined':>13}")
         for t in [*manifest["tables"], {"name": "total", **{f"rows_{k}": v for k, v in manifest["rows"].items()}}]:
             out.append(f"    {t['name']:<20}{t['rows_in']:>12,}{t['rows_valid']:>12,}{t['rows_quarantined']:>13,}")
         rate = manifest.get("fraud_rate")
         out.append(f"  fraud rate {'n/a' if rate is None else f'{rate:.2%}'} (labelled valid rows)")
-        out.append(f"  curated     s3://{bucket}/{prefix}  ({len(manifest['tables'])} Parquet tables + manifest.json)")
+        tables = f"{len(manifest['tables'])} Parquet tables + {layout.MANIFEST_NAME}"
+        out.append(f"  curated     s3://{bucket}/{prefix}  ({tables})")
         quarantined = [t for t in manifest["tables"] if t.get("quarantine_key")]
         out.extend(
             f"  quarantine  s3://{bucket}/{t['quarantine_key']}  ({t['rows_quarantined']:,} rows)" for t in quarantined
         )
         if not quarantined:
-            out.append(f"  quarantine  s3://{bucket}/quarantine/{dataset}/{version}/  (no rows rejected)")
+            out.append(f"  quarantine  s3://{bucket}/{layout.quarantine_prefix(dataset, version)}  (no rows rejected)")
         return out
     return [f"  (nothing ingested yet: no {latest_key}; run playbooks/ingest.yml)"]
 
 
 def ingest_log_lines(logs, log_group, count=5):
     """The last events of the newest ingest/ log stream, one line each (the events are JSON)."""
-    pages = logs.get_paginator("describe_log_streams").paginate(logGroupName=log_group, logStreamNamePrefix="ingest/")
+    pages = logs.get_paginator("describe_log_streams").paginate(
+        logGroupName=log_group, logStreamNamePrefix=stream_prefix("ingest")
+    )
     streams = [s for page in pages for s in page.get("logStreams", [])]
     if not streams:
         return ["  (no ingest runs logged yet)"]
@@ -88,8 +96,8 @@ def shorten(text, width):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", default=os.environ.get("FRAUD_DEMO_NAME", "fraud-demo"))
-    parser.add_argument("--log-group", default="fraud-demo-logs")
-    parser.add_argument("--dataset", default=os.environ.get("FRAUD_DEMO_DATASET", "ieee-fraud-detection"))
+    parser.add_argument("--log-group", default=DEFAULT_LOG_GROUP)
+    parser.add_argument("--dataset", default=layout.default_dataset())
     args = parser.parse_args(argv)
     session = boto3.session.Session()
     region = session.region_name
@@ -108,7 +116,7 @@ def main(argv=None):
                 ours.append(b["Name"])
                 versioning = s3.get_bucket_versioning(Bucket=b["Name"]).get("Status", "Off")
                 buckets.append(f"s3://{b['Name']}  (versioning {versioning})")
-                pages = s3.get_paginator("list_objects_v2").paginate(Bucket=b["Name"], Prefix="raw/")
+                pages = s3.get_paginator("list_objects_v2").paginate(Bucket=b["Name"], Prefix=layout.RAW)
                 for obj in (o for page in pages for o in page.get("Contents", [])):
                     buckets.append(f"    {obj['Key']}  {obj['Size'] / 1e6:,.1f} MB")
         logs = session.client("logs")

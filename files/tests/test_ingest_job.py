@@ -24,9 +24,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "fakes"))
 # isort: off  (first-party or third-party depends on the ruff `src` setting; keep it last either way)
+from fraud_demo_jobs import curate, synthetic
 from fraud_demo_jobs import ieee_schema as S
 from fraud_demo_jobs import ingest as ing
-from fraud_demo_jobs import synthetic
+from fraud_demo_jobs import manifest as mf
 from killable_proxy import KillableProxy  # tests/fakes, shared with the sandbox fault test
 
 # isort: on
@@ -89,7 +90,7 @@ def put_raw(s3, d, names=FILES) -> dict[str, str]:
 
 
 def run(capsys, tmp_path, *extra) -> tuple[int, dict, str]:
-    code = ing.main(["--bucket", BUCKET, "--work-dir", str(tmp_path / "work"), *extra])
+    code = ing.ingest_main(["--bucket", BUCKET, "--work-dir", str(tmp_path / "work"), *extra])
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert lines, f"no stdout; stderr: {err}"
@@ -173,7 +174,7 @@ def test_contract_matches_the_documented_dataset():
 def test_generated_files_satisfy_the_contract_locally(generated, tmp_path):
     state = S.KeyState()
     for spec in S.TABLES:
-        res = ing.curate_file(spec, str(generated / spec.file), str(tmp_path), state)
+        res = curate.curate_file(spec, str(generated / spec.file), str(tmp_path), state)
         assert res.rows_quarantined == 0, (spec.name, res.reasons)
         assert res.rows_valid == res.rows_in == count_rows(generated / spec.file)
         table = pq.read_table(res.parquet_path)
@@ -208,7 +209,7 @@ def test_curates_versions_logs_and_reruns_unchanged(aws, raw, tmp_path, capsys):
         assert by_file[f]["sha256"] == hashlib.sha256((raw / f).read_bytes()).hexdigest()
         assert by_file[f]["size"] == (raw / f).stat().st_size
     assert manifest["schema"]["fingerprint"] == S.fingerprint()
-    assert manifest["code_version"] == ing.code_version()
+    assert manifest["code_version"] == mf.code_version()
     assert manifest["run"]["started_at"] <= manifest["run"]["finished_at"]
     total = sum(count_rows(raw / f) for f in FILES)
     assert manifest["rows"] == {"in": total, "valid": total, "quarantined": 0}
@@ -428,6 +429,38 @@ def test_broken_file_fails_the_job_and_publishes_nothing(aws, raw, tmp_path, cap
     assert message in out["msg"], out["msg"]
     assert err.strip().splitlines()[-1] == f"fraud-demo-ingest: error: {out['msg']}"
     assert keys(s3, "curated/") == [] and keys(s3, "quarantine/") == []
+
+
+def _identity_with_bad_rows(path, rows: int, bad: int) -> None:
+    """Keep the first ``rows`` data lines of an identity file and put a DeviceType outside its domain on ``bad``
+    of them (the rest stay valid: their TransactionIDs are rows of the full transaction file)."""
+    lines = path.read_text().splitlines()[: rows + 1]
+    assert len(lines) == rows + 1
+    path.write_text("\n".join(lines) + "\n")
+    edit_csv(path, {ln: {"DeviceType": "tablet"} for ln in range(2, 2 + bad)})
+
+
+def test_bad_row_limit_is_strictly_greater_than_exactly_5pct_passes_one_more_row_fails(aws, raw, tmp_path, capsys):
+    """The rule is bad/rows > --max-bad-fraction: 20 bad rows of 400 (exactly 5 %) pass, 21 (5.25 %) fail."""
+    s3 = aws
+    ti = raw / "train_identity.csv"
+    _identity_with_bad_rows(ti, rows=400, bad=20)
+    put_raw(s3, raw)
+    code, out, err = run(capsys, tmp_path, "--max-bad-fraction", "0.05")
+    assert code == 0, err
+    t = out["tables"]["train_identity"]
+    assert (t["rows_in"], t["rows_valid"], t["rows_quarantined"]) == (400, 380, 20)
+
+    _identity_with_bad_rows(ti, rows=400, bad=21)
+    put_raw(s3, raw, ["train_identity.csv"])
+    code, out, err = run(capsys, tmp_path, "--max-bad-fraction", "0.05")
+    assert code == 1
+    assert out["msg"].startswith(
+        "train_identity.csv: 21 of 400 rows are bad (5.2%, over the 5.0% allowed by --max-bad-fraction); "
+        "most common: DeviceType: isin(['desktop', 'mobile']) (21 rows)."
+    ), out["msg"]
+    assert "raise --max-bad-fraction" in out["msg"]
+    assert get_json(s3, f"curated/{DATASET}/latest")["version"] != out["version"]  # the 5 % version stays latest
 
 
 def test_missing_raw_file_and_log_group_are_named(aws, raw, tmp_path, capsys):

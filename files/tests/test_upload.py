@@ -19,6 +19,8 @@ import moto
 import pytest
 
 # isort: off  (first-party or third-party depends on the ruff `src` setting; keep it last either way)
+from fraud_demo_jobs import checksums as ck
+from fraud_demo_jobs import transfer as tr
 from fraud_demo_jobs import upload as up
 
 # isort: on
@@ -51,7 +53,7 @@ def source(tmp_path):
 
 
 def run_main(capsys, *args) -> tuple[int, dict, str]:
-    code = up.main(list(args))
+    code = up.upload_main(list(args))
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert lines, f"no stdout; stderr: {err}"
@@ -75,33 +77,33 @@ def keys(s3, prefix=PREFIX) -> list[str]:
 
 
 def test_part_size_and_local_checksums(tmp_path):
-    assert up.part_size_for(5 * MIB - 1, 5 * MIB) == 0
-    assert up.part_size_for(5 * MIB, 5 * MIB) == 5 * MIB
-    assert up.part_size_for(10_000 * 8 * MIB + 1, 8 * MIB) > 8 * MIB  # s3transfer raises it: <= 10 000 parts
+    assert tr.part_size_for(5 * MIB - 1, 5 * MIB) == 0
+    assert tr.part_size_for(5 * MIB, 5 * MIB) == 5 * MIB
+    assert tr.part_size_for(10_000 * 8 * MIB + 1, 8 * MIB) > 8 * MIB  # s3transfer raises it: <= 10 000 parts
     data = os.urandom(BIG)
     path = tmp_path / "f"
     path.write_bytes(data)
-    lf = up.LocalFile(name="f", path=str(path), key="k", size=len(data), mtime_ns=0, part_size=5 * MIB)
-    up.hash_file(lf)
+    lf = tr.LocalFile(name="f", path=str(path), key="k", size=len(data), mtime_ns=0, part_size=5 * MIB)
+    tr.hash_file(lf)
     assert lf.sha256 == hashlib.sha256(data).hexdigest()
     assert lf.s3_checksum == base64.b64encode(hashlib.sha256(data).digest()).decode()
     for workers in (1, 2, 3, None):
-        assert up.composite_checksum(str(path), len(data), 5 * MIB, workers) == composite(data, 5 * MIB)
-    assert up.composite_checksum(str(path), len(data), 6 * MIB) == composite(data, 6 * MIB)
+        assert ck.composite_checksum(str(path), len(data), 5 * MIB, workers) == composite(data, 5 * MIB)
+    assert ck.composite_checksum(str(path), len(data), 6 * MIB) == composite(data, 6 * MIB)
     parts = {
         n + 1: base64.b64encode(hashlib.sha256(data[i : i + 5 * MIB]).digest()).decode()
         for n, i in enumerate(range(0, len(data), 5 * MIB))
     }
-    assert up.composite_of(dict(reversed(parts.items()))) == composite(data, 5 * MIB)
-    assert up.remote_parts({"ChecksumSHA256": "x-3", "ETag": '"e"'}) == 3
-    assert up.remote_parts({"ChecksumSHA256": "x", "ETag": '"e-4"'}) == 4  # moto: no suffix on the checksum
-    assert up.remote_parts({"ChecksumSHA256": "x", "ETag": '"e"'}) == 0
+    assert ck.composite_of(dict(reversed(parts.items()))) == composite(data, 5 * MIB)
+    assert ck.remote_parts({"ChecksumSHA256": "x-3", "ETag": '"e"'}) == 3
+    assert ck.remote_parts({"ChecksumSHA256": "x", "ETag": '"e-4"'}) == 4  # moto: no suffix on the checksum
+    assert ck.remote_parts({"ChecksumSHA256": "x", "ETag": '"e"'}) == 0
 
 
 def test_prefix_normalisation():
-    assert up.normalize_prefix("/raw/x") == "raw/x/"
-    assert up.normalize_prefix("raw/x/") == "raw/x/"
-    assert up.normalize_prefix("") == ""
+    assert tr.normalize_prefix("/raw/x") == "raw/x/"
+    assert tr.normalize_prefix("raw/x/") == "raw/x/"
+    assert tr.normalize_prefix("") == ""
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -170,8 +172,8 @@ def test_new_files_are_not_read_before_uploading(s3, source, capsys, monkeypatch
     def no_pass(*_, **__):
         raise AssertionError("hashed before uploading")
 
-    monkeypatch.setattr(up, "hash_file", no_pass)
-    monkeypatch.setattr(up, "composite_checksum", no_pass)
+    monkeypatch.setattr(tr, "hash_file", no_pass)
+    monkeypatch.setattr(tr, "composite_checksum", no_pass)
     code, summary, _ = run_main(capsys, *base_args(source, "--include", "*.csv"))
     assert code == 0 and summary["files_uploaded"] == 3, summary
     assert {f["name"]: f["checksum_sha256"] for f in summary["files"]}["big.csv"] == composite(

@@ -1,0 +1,131 @@
+"""What a job tells the outside world while it runs: JSON events to CloudWatch Logs (watchtower) and text to
+stderr, CloudWatch metrics, warnings.
+
+    log group   --log-group (FRAUD_DEMO_LOG_GROUP), default fraud-demo-logs; it must exist (provision creates it,
+                a job never does), one stream per run: <job>/<run-id>
+    metrics     --metrics-namespace (FRAUD_DEMO_METRICS_NAMESPACE), default FraudDemo; dimensions Dataset, Stage
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import warnings
+
+import watchtower
+
+from .aws import AWS_ERRORS, explain, make_client
+from .errors import JobError
+
+DEFAULT_LOG_GROUP = "fraud-demo-logs"
+LOG_GROUP_ENV = "FRAUD_DEMO_LOG_GROUP"
+DEFAULT_NAMESPACE = "FraudDemo"
+NAMESPACE_ENV = "FRAUD_DEMO_METRICS_NAMESPACE"
+SEND_INTERVAL = 5  # seconds between watchtower's batches
+
+
+def warn(prog: str, msg: str) -> None:
+    """A warning line on stderr, labelled with the job that has it."""
+    print(f"{prog}: warning: {msg}", file=sys.stderr)
+
+
+def stream_prefix(job: str) -> str:
+    """The prefix of every log stream of ``job`` (controller scripts look up a job's newest run with it)."""
+    return f"{job}/"
+
+
+class _TextFormatter(logging.Formatter):
+    def __init__(self, prog: str):
+        super().__init__()
+        self.prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.msg
+        if isinstance(msg, dict):
+            fields = " ".join(f"{k}={v}" for k, v in msg.items() if k not in ("event", "job", "run_id", "dataset"))
+            return f"{self.prog}: {msg.get('event')}: {fields}"
+        return f"{self.prog}: {record.getMessage()}"
+
+
+class EventLog:
+    """Structured events of one run: JSON to CloudWatch (once connected), text to stderr.
+
+    ``events("validated", table=..., rows_in=...)`` logs ``{"job", "run_id", "dataset", "event", ...}``."""
+
+    def __init__(self, prog: str, job: str, run_id: str, dataset: str):
+        self.prog, self.job, self.run_id = prog, job, run_id
+        self.base = {"job": job, "run_id": run_id, "dataset": dataset}
+        self.logger = logging.getLogger(f"fraud_demo.{job}.{run_id}")
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        text = logging.StreamHandler(sys.stderr)
+        text.setFormatter(_TextFormatter(prog))
+        self.logger.addHandler(text)
+        self.cloud: watchtower.CloudWatchLogHandler | None = None
+        self.stream: str | None = None
+
+    def connect(self, log_group: str, endpoint_url: str | None, region: str | None, bucket: str) -> None:
+        """Attach the CloudWatch handler after checking that the log group exists (we never create it).
+        (``bucket`` only names the run's bucket in an explanation of an access error.)"""
+        logs = make_client("logs", endpoint_url, region)
+        try:
+            logs.describe_log_streams(logGroupName=log_group, limit=1)
+        except logs.exceptions.ResourceNotFoundException as e:
+            raise JobError(
+                f"CloudWatch log group {log_group} does not exist: run playbooks/provision.yml, or pass "
+                "--log-group NAME / --no-cloudwatch"
+            ) from e
+        except AWS_ERRORS as e:
+            raise JobError(f"CloudWatch Logs: {explain(e, bucket, logs.meta.endpoint_url)}") from e
+        self.stream = stream_prefix(self.job) + self.run_id
+        self.cloud = watchtower.CloudWatchLogHandler(
+            log_group_name=log_group,
+            log_stream_name=self.stream,
+            boto3_client=logs,
+            create_log_group=False,
+            send_interval=SEND_INTERVAL,
+        )
+        self.logger.addHandler(self.cloud)
+
+    def __call__(self, event: str, level: int = logging.INFO, **fields) -> None:
+        self.logger.log(level, {**self.base, "event": event, **fields})
+
+    def close(self) -> None:
+        if self.cloud is not None:
+            with self.warnings_to_stderr():
+                self.cloud.close()  # flushes; a dead endpoint only loses the log events
+        for h in list(self.logger.handlers):
+            self.logger.removeHandler(h)
+
+    @contextlib.contextmanager
+    def warnings_to_stderr(self):
+        """watchtower reports delivery failures as Python warnings: show them as this job's warning lines."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for w in caught:
+            warn(self.prog, f"CloudWatch Logs: {w.message}")
+
+
+def put_metrics(
+    namespace: str,
+    dims: dict[str, str],
+    data: list[tuple[str, float, str]],
+    endpoint_url: str | None,
+    region: str | None,
+) -> str | None:
+    """PutMetricData of ``(name, value, unit)`` with ``dims``; returns a warning instead of failing (a job's
+    work is done by the time it reports on it)."""
+    dimensions = [{"Name": k, "Value": v} for k, v in dims.items()]
+    metric_data = [{"MetricName": n, "Value": float(v), "Unit": u, "Dimensions": dimensions} for n, v, u in data]
+    try:
+        make_client("cloudwatch", endpoint_url, region).put_metric_data(Namespace=namespace, MetricData=metric_data)
+    except AWS_ERRORS as e:
+        return f"metrics not published to {namespace}: {e}"
+    return None
+
+
+def job_dimensions(dataset: str, stage: str) -> dict[str, str]:
+    """The dimensions of every job's metrics."""
+    return {"Dataset": dataset, "Stage": stage}
