@@ -26,7 +26,7 @@ from .curate import TableResult, combined_fraud_rate, row_totals
 
 MANIFEST_FORMAT = 1
 # The modules that decide what a curated version contains (their hash is the manifest's code_version).
-CURATED_BY = ("curate.py", "ieee_schema.py", "ingest.py", "manifest.py", "sinks.py")
+CURATED_BY = ("curate.py", "ieee_contract.py", "ieee_schema.py", "ingest.py", "manifest.py", "sinks.py")
 
 
 def code_version() -> str:
