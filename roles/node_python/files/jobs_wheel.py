@@ -2,7 +2,7 @@
 """Build the jobs package's wheel on the controller, once per content of its sources.
 
     jobs_wheel.py --src files --cache .cache/jobs-wheel
-    -> {"sha256": "<hash of the sources>", "wheel": "<cache>/<hash>/fraud_demo_jobs-<v>-py3-none-any.whl", "built": true}
+    -> {"sha256": "<sources' hash>", "wheel": "<cache>/<hash>/fraud_demo_jobs-<v>-py3-none-any.whl", "built": true}
 
 A wheel's bytes differ from build to build (zip timestamps), so the node decides whether to reinstall by the
 SHA-256 of the sources (pyproject.toml and everything under src/ but caches and build metadata), which this
@@ -60,9 +60,9 @@ def build(src: Path, files: list[Path], target: Path) -> Path:
         for rel in files:
             (tree / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / rel, tree / rel)
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check"]
-            + ["--wheel-dir", str(out), str(tree)],
+            [*pip, "wheel", "--no-deps", "--wheel-dir", str(out), str(tree)],
             check=True,
             stdout=sys.stderr,
         )
