@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "sandbox"))
+sys.path.insert(0, str(ROOT / "scripts" / "sandboxlib"))
 from awsstate import reset_emulator  # noqa: E402
-from conftest import read_env_file  # noqa: E402
+from sandboxenv import read_env_file  # noqa: E402
 
 RECAP = re.compile(r"changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)")
 

@@ -2,7 +2,6 @@
 
 import os
 import re
-import shlex
 import subprocess
 import sys
 import time
@@ -11,21 +10,15 @@ from pathlib import Path
 import boto3
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
+# The helpers shared with Molecule's verify steps and bench/ (awsstate, curatedstate, sandboxenv).
+sys.path.insert(0, str(ROOT / "scripts" / "sandboxlib"))
 sys.path.insert(0, str(Path(__file__).parent))
 import awsstate
+from sandboxenv import read_env_file
 
-ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / ".sandbox" / "env"
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-def read_env_file(path):
-    env = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export ") :].partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
-    return env
 
 
 @pytest.fixture(scope="session")

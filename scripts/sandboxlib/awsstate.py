@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Read the provisioned fraud-demo resources back through the AWS API and check them.
 
-    python tests/sandbox/awsstate.py verify      # every property provision.yml promises; exit 1 on any problem
-    python tests/sandbox/awsstate.py leftovers   # anything of ours that still exists; exit 1 if so
+    python scripts/sandboxlib/awsstate.py verify      # every property provision.yml promises; exit 1 on any problem
+    python scripts/sandboxlib/awsstate.py leftovers   # anything of ours that still exists; exit 1 if so
 
 Used by the Molecule scenario (verify, destroy) and by the pytest end-to-end tests. Works against the
 sandbox emulator (AWS_ENDPOINT_URL) or a real account.
@@ -47,10 +47,12 @@ def _ours(tags, names):
 
 def reset_emulator(endpoint):
     """Forget every resource in the sandbox emulator (moto's reset API); refuses anything but loopback."""
-    if urllib.parse.urlsplit(endpoint).hostname not in ("127.0.0.1", "localhost"):
+    url = urllib.parse.urlsplit(endpoint)
+    if url.scheme not in ("http", "https") or url.hostname not in ("127.0.0.1", "localhost"):
         raise ValueError(f"refusing to reset {endpoint}: not the local sandbox emulator")
-    request = urllib.request.Request(endpoint + "/moto-api/reset", method="POST")
-    urllib.request.urlopen(request, timeout=10).read()
+    # Only http(s) to loopback gets here (checked above): the URL is the emulator's.
+    request = urllib.request.Request(endpoint + "/moto-api/reset", method="POST")  # noqa: S310
+    urllib.request.urlopen(request, timeout=10).read()  # noqa: S310
 
 
 def bucket_exists(s3, name):

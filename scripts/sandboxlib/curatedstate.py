@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Read the curated dataset back through the AWS API and check what the ingest stage promises.
 
-    python tests/sandbox/curatedstate.py verify               # latest -> a complete version; exit 1 on any problem
-    python tests/sandbox/curatedstate.py verify --versions 1  # and exactly one version exists
+    python scripts/sandboxlib/curatedstate.py verify               # latest -> a complete version; exit 1 on any problem
+    python scripts/sandboxlib/curatedstate.py verify --versions 1  # and exactly one version exists
 
 Promises: curated/<dataset>/latest points at a version whose manifest.json exists; every Parquet object the
 manifest lists exists and holds the manifest's valid rows; quarantine/<dataset>/<version>/ holds exactly the
@@ -22,7 +22,10 @@ import boto3
 import pyarrow.parquet as pq
 from awsstate import Names
 
-DATASET = "ieee-fraud-detection"
+# The lake's layout has one owner, the jobs package (pip install -e files, done by make setup).
+from fraud_demo_jobs import layout
+
+DATASET = layout.DEFAULT_DATASET
 TABLES = {"train_transaction", "train_identity", "test_transaction", "test_identity", "sample_submission"}
 
 
@@ -41,22 +44,24 @@ def keys_under(s3, bucket, prefix):
 
 def versions(s3, bucket, dataset=DATASET):
     """The version ids under curated/<dataset>/ (complete or not)."""
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"curated/{dataset}/", Delimiter="/")
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=layout.curated_root(dataset), Delimiter="/"
+    )
     return sorted(p["Prefix"].rstrip("/").rsplit("/", 1)[1] for page in pages for p in page.get("CommonPrefixes", []))
 
 
 def check_curated(session, bucket, dataset=DATASET):
     """(pointer, manifest, problems) for curated/<dataset>/latest and the version it points at."""
     s3 = session.client("s3")
-    latest_key = f"curated/{dataset}/latest"
+    latest_key = layout.latest_key(dataset)
     pointer = get_json(s3, bucket, latest_key)
     if pointer is None:
         return None, None, [f"{latest_key}: missing"]
-    version = pointer.get("version")
-    prefix, qprefix = f"curated/{dataset}/{version}/", f"quarantine/{dataset}/{version}/"
-    manifest_key = prefix + "manifest.json"
+    version = str(pointer.get("version"))
+    prefix, qprefix = layout.curated_prefix(dataset, version), layout.quarantine_prefix(dataset, version)
+    manifest_key = layout.manifest_key(dataset, version)
     problems = []
-    if pointer != {"dataset": dataset, "version": version, "manifest": manifest_key}:
+    if pointer != layout.latest_pointer(dataset, version):
         problems.append(f"{latest_key}: {pointer} is not {{dataset, version, manifest}} of this dataset")
     manifest = get_json(s3, bucket, manifest_key)
     if manifest is None:
@@ -113,7 +118,7 @@ def main(argv=None):
     pointer, manifest, problems = check_curated(session, bucket, args.dataset)
     found = versions(session.client("s3"), bucket, args.dataset)
     if args.versions is not None and len(found) != args.versions:
-        problems.append(f"curated/{args.dataset}/: {len(found)} versions {found}, expected {args.versions}")
+        problems.append(f"{layout.curated_root(args.dataset)}: {len(found)} versions {found}, expected {args.versions}")
     if manifest:
         print(f"verify: latest -> {pointer['version']}: rows {manifest['rows']}, fraud rate {manifest['fraud_rate']}")
     for p in problems:
