@@ -29,7 +29,7 @@ from .synthetic_model import (
     DEVICE_TYPES,
     DEVICES,
     EMAILS,
-    FOUND,
+    FOUND_LABELS,
     ID15,
     ID15_FOUND,
     ID15_NEW,
@@ -42,7 +42,7 @@ from .synthetic_model import (
     PRODUCT_W,
     PRODUCTS,
     PROXIES,
-    TF,
+    TF_LABELS,
     TRAIN_DT_START,
     V_BINARY,
     V_BLOCKS,
@@ -235,7 +235,7 @@ def transaction_chunk(w: World, part: str, lo: int, hi: int, chunk_no: int) -> b
     _card_address_email(out, c, g)
     d11_ok = _counts_and_days(out, c, g, rng)
     for k in range(1, 10):
-        out.labels(f"M{k}", c[f"M{k}"][g], c[f"M{k}_ok"][g], M4_LABELS if k == 4 else TF)
+        out.labels(f"M{k}", c[f"M{k}"][g], c[f"M{k}_ok"][g], M4_LABELS if k == 4 else TF_LABELS)
     _v_columns(out, c, g, rng, d11_ok)
     return out.csv()
 
@@ -365,14 +365,14 @@ def _found(rng: np.random.Generator, p_found: float, n: int) -> np.ndarray:
 def _identity_12_29(out: ChunkColumns, rng: np.random.Generator, c: dict, rows: np.ndarray) -> None:
     n = len(rows)
     ok, ints = _draws(rng, n)
-    out.labels("id_12", np.where(chance(rng, 0.76, n), NOT_FOUND, IS_FOUND), None, FOUND)
+    out.labels("id_12", np.where(chance(rng, 0.76, n), NOT_FOUND, IS_FOUND), None, FOUND_LABELS)
     out.ints("id_13", ints(10, 64), ok(0.12), 10, 64)
     zones = np.array([-300, -360, -480, -420, -600, 60, 0, 180, 330, -180])  # UTC offsets in minutes
     id14 = zones[cat(rng, [30, 25, 20, 10, 3, 3, 3, 2, 2, 2], n)]
     out.ints("id_14", id14, ok(0.45), -660, 720)
     id15 = np.where(c["id15_new"][rows], ID15_NEW, np.where(chance(rng, 0.9, n), ID15_FOUND, ID15_UNKNOWN))
     out.labels("id_15", id15, ok(0.02), ID15)
-    out.labels("id_16", _found(rng, 0.55, n), ok(0.10), FOUND)
+    out.labels("id_16", _found(rng, 0.55, n), ok(0.10), FOUND_LABELS)
     out.ints("id_17", ints(100, 229), ok(0.03), 100, 229)
     out.ints("id_18", ints(10, 29), ok(0.69), 10, 29)
     out.ints("id_19", ints(100, 671), ok(0.03), 100, 671)
@@ -384,10 +384,10 @@ def _identity_12_29(out: ChunkColumns, rng: np.random.Generator, c: dict, rows: 
     out.ints("id_24", ints(11, 26), m_rare, 11, 26)
     out.ints("id_25", ints(100, 548), m_rare, 100, 548)
     out.ints("id_26", ints(100, 216), m_rare, 100, 216)
-    out.labels("id_27", _found(rng, 0.9, n), m_rare, FOUND)
+    out.labels("id_27", _found(rng, 0.9, n), m_rare, FOUND_LABELS)
     m2829 = ok(0.02)
     for i in (28, 29):
-        out.labels(f"id_{i}", _found(rng, 0.45, n), m2829, FOUND)
+        out.labels(f"id_{i}", _found(rng, 0.45, n), m2829, FOUND_LABELS)
 
 
 @functools.cache
@@ -413,7 +413,7 @@ def _identity_device(out: ChunkColumns, rng: np.random.Generator, c: dict, rows:
     out.labels("id_34", cat(rng, MATCH_SHARE, n), m30, MATCH)
     m3538 = ok(0.02)
     for i, p_t in zip((35, 36, 37, 38), (0.55, 0.9, 0.5, 0.52), strict=True):
-        out.labels(f"id_{i}", np.where(chance(rng, p_t, n), T, F), m3538, TF)
+        out.labels(f"id_{i}", np.where(chance(rng, p_t, n), T, F), m3538, TF_LABELS)
     device_type = np.array([DEVICE_TYPES.index(d[0]) for d in DEVICES], dtype=np.int32)
     out.labels("DeviceType", device_type[dev], ok(0.02), DEVICE_TYPES)
     labels, idx = _device_labels(1)

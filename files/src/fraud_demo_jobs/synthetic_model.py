@@ -64,8 +64,8 @@ GAP_DAYS = 30
 TEST_DAYS = 183
 FRAUD_RATE = 0.035
 
-_TRANSACTION = S.BY_NAME["train_transaction"]
-_IDENTITY = S.BY_NAME["train_identity"]
+_TRANSACTION_SPEC = S.BY_NAME["train_transaction"]
+_IDENTITY_SPEC = S.BY_NAME["train_identity"]
 
 
 def by_value(table: dict[str, float], domain: tuple) -> list[float]:
@@ -76,31 +76,31 @@ def by_value(table: dict[str, float], domain: tuple) -> list[float]:
 
 
 # Label tuples are the contract's domains; the model's index arithmetic names the values it means.
-PRODUCTS = _TRANSACTION.col("ProductCD").isin
+PRODUCTS = _TRANSACTION_SPEC.col("ProductCD").isin
 PRODUCT_W, PRODUCT_C, PRODUCT_H = (PRODUCTS.index(p) for p in ("W", "C", "H"))
 PRODUCT_SHARE_TRAIN = by_value({"W": 0.7345, "C": 0.1200, "R": 0.0640, "H": 0.0590, "S": 0.0225}, PRODUCTS)
 PRODUCT_SHARE_TEST = by_value({"W": 0.6950, "C": 0.1370, "R": 0.0740, "H": 0.0680, "S": 0.0260}, PRODUCTS)
 PRODUCT_EFFECT = np.array(by_value({"W": 0.0, "C": 1.4, "R": 0.5, "H": 0.2, "S": 0.9}, PRODUCTS))
 H_DRIFT = 1.0  # product H: +1.0 at the start of the timeline, fading to 0 at its end
 
-CARD4 = _TRANSACTION.col("card4").isin
+CARD4 = _TRANSACTION_SPEC.col("card4").isin
 CARD4_SHARE = by_value({"visa": 0.652, "mastercard": 0.321, "american express": 0.016, "discover": 0.011}, CARD4)
-CARD6 = _TRANSACTION.col("card6").isin
+CARD6 = _TRANSACTION_SPEC.col("card6").isin
 CARD6_CREDIT = CARD6.index("credit")
 CARD6_SHARE = by_value({"debit": 0.745, "credit": 0.2535, "debit or credit": 0.001, "charge card": 0.0005}, CARD6)
 
-TF = S.TF  # M1..M3, M5..M9, id_35..id_38
-T, F = TF.index("T"), TF.index("F")
-M4_LABELS = _TRANSACTION.col("M4").isin
+TF_LABELS = S.TF  # M1..M3, M5..M9, id_35..id_38
+T, F = TF_LABELS.index("T"), TF_LABELS.index("F")
+M4_LABELS = _TRANSACTION_SPEC.col("M4").isin
 M4_M2 = M4_LABELS.index("M2")
 M4_SHARE_C = by_value({"M0": 0.45, "M1": 0.05, "M2": 0.50}, M4_LABELS)  # ProductCD C
 M4_SHARE_OTHER = by_value({"M0": 0.65, "M1": 0.20, "M2": 0.15}, M4_LABELS)
-FOUND = S.FOUND  # id_12, id_16, id_27..id_29 (id_28's domain also allows New; the generator writes none)
-IS_FOUND, NOT_FOUND = FOUND.index("Found"), FOUND.index("NotFound")
-ID15 = _IDENTITY.col("id_15").isin
+FOUND_LABELS = S.FOUND  # id_12, id_16, id_27..id_29 (id_28's domain also allows New; the generator writes none)
+IS_FOUND, NOT_FOUND = FOUND_LABELS.index("Found"), FOUND_LABELS.index("NotFound")
+ID15 = _IDENTITY_SPEC.col("id_15").isin
 ID15_NEW, ID15_FOUND, ID15_UNKNOWN = (ID15.index(v) for v in ("New", "Found", "Unknown"))
-DEVICE_TYPES = _IDENTITY.col("DeviceType").isin
-PROXIES = _IDENTITY.col("id_23").isin
+DEVICE_TYPES = _IDENTITY_SPEC.col("DeviceType").isin
+PROXIES = _IDENTITY_SPEC.col("id_23").isin
 PROXY_SHARE = by_value({"IP_PROXY:TRANSPARENT": 0.6, "IP_PROXY:ANONYMOUS": 0.25, "IP_PROXY:HIDDEN": 0.15}, PROXIES)
 # id_34's domain is a pattern: the encoder checks each of these against it
 MATCH = ("match_status:2", "match_status:1", "match_status:0", "match_status:-1")
