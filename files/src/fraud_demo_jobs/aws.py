@@ -132,16 +132,20 @@ class S3Bucket:
         the label in the message (upload's has always had none)."""
         self.call(what, self.client.head_bucket)
 
-    def head(self, key: str) -> dict | None:
-        """HeadObject with checksums, None when there is no such object."""
+    def _unless_missing(self, what: str, fn, **kwargs):
+        """``fn(Bucket=<name>, **kwargs)``, or None when the object does not exist; other failures raise."""
         try:
-            return self.client.head_object(Bucket=self.name, Key=key, ChecksumMode="ENABLED")
+            return fn(Bucket=self.name, **kwargs)
         except botocore.exceptions.ClientError as e:
             if not_found(e):
                 return None
-            raise self.error(e, f"HeadObject {key}") from e
+            raise self.error(e, what) from e
         except botocore.exceptions.BotoCoreError as e:
-            raise self.error(e, f"HeadObject {key}") from e
+            raise self.error(e, what) from e
+
+    def head(self, key: str) -> dict | None:
+        """HeadObject with checksums, None when there is no such object."""
+        return self._unless_missing(f"HeadObject {key}", self.client.head_object, Key=key, ChecksumMode="ENABLED")
 
     def first_part_size(self, key: str) -> int | None:
         """ContentLength of part 1 of a multipart object (HeadObject PartNumber=1), None when it cannot be had."""
@@ -152,13 +156,12 @@ class S3Bucket:
 
     def get_json(self, key: str) -> dict | None:
         """An object's JSON; None when it is missing or not JSON (not ours / damaged: callers rewrite it)."""
+        obj = self._unless_missing(f"GetObject {key}", self.client.get_object, Key=key)
+        if obj is None:
+            return None
         try:
-            body = self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
-        except botocore.exceptions.ClientError as e:
-            if not_found(e):
-                return None
-            raise self.error(e, f"GetObject {key}") from e
-        except botocore.exceptions.BotoCoreError as e:
+            body = obj["Body"].read()
+        except AWS_ERRORS as e:  # the body streams after the response: a cut connection surfaces here
             raise self.error(e, f"GetObject {key}") from e
         try:
             return json.loads(body)
