@@ -300,8 +300,8 @@ def ingest_summary(s: IngestSettings | None, st: IngestRunState, seconds: float,
                 "rows_in": t.rows_in,
                 "rows_valid": t.rows_valid,
                 "rows_quarantined": t.rows_quarantined,
-                "key": f"{st.keys.get('curated_prefix', '')}{t.name}.parquet",
-                "quarantine_key": f"{st.keys.get('quarantine_prefix', '')}{t.name}.csv" if t.quarantine_path else None,
+                "key": layout.curated_key(s.dataset, st.version, t.name),
+                "quarantine_key": layout.quarantine_key(s.dataset, st.version, t.name) if t.quarantine_path else None,
             }
             for t in st.tables
         }
