@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-
 from fraud_demo_jobs import ingest, synthetic
 from fraud_demo_jobs import train as tj
 
@@ -72,7 +71,7 @@ def lake(tmp_path_factory):
     server_env["MLFLOW_S3_ENDPOINT_URL"] = endpoint
     cmd = [str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{db}", "--workers", "1"]
     cmd += ["--artifacts-destination", f"s3://{BUCKET}/models", "--host", "127.0.0.1", "--port", str(mport)]
-    log = open(tmp / "mlflow.log", "w")  # noqa: SIM115 (open for the server's lifetime)
+    log = open(tmp / "mlflow.log", "w")
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=server_env, start_new_session=True)
     uri = f"http://127.0.0.1:{mport}"
     deadline = time.monotonic() + 90
@@ -279,7 +278,7 @@ def test_damaged_version_and_a_dead_tracking_server_are_named(lake, capsys):
     argv = ["--bucket", BUCKET, "--tracking-uri", f"http://127.0.0.1:{port}", "--work-dir", str(lake["tmp"] / "w2")]
     argv += aws_args(lake)
     code = tj.train_main(argv)
-    out, err = capsys.readouterr()
+    out, _err = capsys.readouterr()
     s = json.loads(out.strip().splitlines()[-1])
     assert code == 1 and "does not answer" in s["msg"] and "systemctl start fraud-demo-mlflow" in s["msg"]
 
