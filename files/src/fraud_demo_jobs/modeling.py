@@ -11,17 +11,22 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 # OpenMP threads that spin while waiting make LightGBM ~4x slower per round on a busy 2-core machine (measured:
 # 1.07 s vs 0.26 s per round, 80k x 400, 2 threads, load 6); libgomp reads this once, when it is first loaded.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from .errors import JobError
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+
+# LightGBM and scikit-learn (4 s of imports) load in the functions that use them: the job's settings live here,
+# and its unchanged and --check paths, which only need the settings, stay fast.
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,8 @@ def train_booster(
 
     ``categorical``: columns LightGBM treats as categories (integer codes, NaN missing); ``should_stop`` is
     polled after every round and raises TrainingStopped when it returns True."""
+    import lightgbm as lgb
+
     problem = params.validate()
     if problem:
         raise JobError(problem)
@@ -135,6 +142,8 @@ def predict(booster: lgb.Booster, X: pd.DataFrame, threads: int = 2) -> np.ndarr
 
 def holdout_metrics(y_true, scores) -> dict[str, float]:
     """ROC-AUC, PR-AUC (average precision), recall at 1 % false-positive rate, precision in the top 1 % scores."""
+    from sklearn import metrics as skm
+
     y = np.asarray(y_true).astype(np.int64)
     s = np.asarray(scores, dtype=np.float64)
     frauds = int(y.sum())
@@ -166,6 +175,7 @@ def precision_at_top(y: np.ndarray, s: np.ndarray, share: float) -> float:
 def write_plots(y_true, scores, booster: lgb.Booster, out_dir: str, top_features: int = 30) -> list[str]:
     """roc.png, pr.png and feature_importance.png (gain) in out_dir; returns their paths."""
     import matplotlib
+    from sklearn import metrics as skm
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
