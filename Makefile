@@ -59,8 +59,9 @@ unit: setup  ## pytest: modules, jobs, scripts (no sandbox needed)
 molecule: sandbox-up  ## Molecule scenarios against the sandbox
 	$(SANDBOX_ENV) $(BIN)/molecule test --all
 
+# --durations: the slowest tests in every CI log, to see where the time goes.
 e2e: sandbox-up  ## end-to-end: bad inputs, check mode, timings on the sandbox
-	$(SANDBOX_ENV) $(PYTEST) -m "sandbox or sandbox_node"
+	$(SANDBOX_ENV) $(PYTEST) -m "sandbox or sandbox_node" --durations=15
 
 test: lint unit molecule e2e  ## everything CI runs
 	@echo "make test: all checks passed"

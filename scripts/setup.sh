@@ -21,8 +21,10 @@ venv() {
     "$PYTHON" -m venv "$VENV"
   fi
   log "installing pinned Python packages (requirements-dev.txt)"
-  # grep drops the machine-level pip config's warnings about absent local mirrors.
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r requirements-dev.txt 2> >(grep -v 'is ignored' >&2)
+  # grep drops the machine-level pip config's warnings about absent local mirrors. --no-compile: Python compiles
+  # only the modules something imports, on first import, instead of pip compiling all ~250 packages (-40 % CPU).
+  "$VENV/bin/pip" install --quiet --no-compile --disable-pip-version-check -r requirements-dev.txt \
+    2> >(grep -v 'is ignored' >&2)
 }
 
 collections() {

@@ -35,15 +35,20 @@ def sandbox_env():
     return env
 
 
-@pytest.fixture
-def aws(sandbox_env, monkeypatch):
-    """A boto3 session on a freshly reset emulator (every test starts from an empty account)."""
+def empty_account(sandbox_env, monkeypatch):
+    """Reset the emulator and point this process's boto3 at it; returns a session on the empty account."""
     awsstate.reset_emulator(sandbox_env["AWS_ENDPOINT_URL"])
     for key, value in sandbox_env.items():
         if key.startswith("AWS_"):
             monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return boto3.session.Session()
+
+
+@pytest.fixture
+def aws(sandbox_env, monkeypatch):
+    """A boto3 session on a freshly reset emulator (every test starts from an empty account)."""
+    return empty_account(sandbox_env, monkeypatch)
 
 
 @pytest.fixture
@@ -69,9 +74,8 @@ class Run:
         return f"Run(rc={self.rc}, recap={self.recap}, {self.seconds:.1f}s)\n" + "\n".join(messages[-10:])
 
 
-@pytest.fixture
-def playbook(sandbox_env):
-    """Run one of the project's playbooks the way a user would: playbook('provision.yml', '-e', 'x=y')."""
+def playbook_runner(sandbox_env):
+    """Run one of the project's playbooks the way a user would: run('provision.yml', '-e', 'x=y')."""
 
     def run(name, *args, inventory="inventory/sandbox", env=None, unset=()):
         path = name if name.endswith("site.yml") else f"playbooks/{name}"
@@ -91,6 +95,11 @@ def playbook(sandbox_env):
         return Run(proc, time.monotonic() - start)
 
     return run
+
+
+@pytest.fixture
+def playbook(sandbox_env):
+    return playbook_runner(sandbox_env)
 
 
 def on_node(command):

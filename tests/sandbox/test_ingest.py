@@ -1,10 +1,17 @@
-"""End-to-end test of the ingest stage on the sandbox: the whole site.yml, then a raw file changed on S3."""
+"""End-to-end test of the dataset and ingest stages on the sandbox: the whole site.yml, then a raw file changed
+on S3, then each stage running the current job code.
+
+One test on one account: the dataset stage's own checks (five files landed once, a re-run sends 0 bytes,
+`--check` changes nothing, Kaggle without credentials refused) ride on the same site.yml runs instead of
+provisioning, configuring and generating a second time.
+"""
 
 import csv
 import io
+import shutil
 
 import pytest
-from conftest import on_node, one_line
+from conftest import ROOT, on_node, one_line
 from curatedstate import check_curated, versions
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.sandbox_node]
@@ -12,6 +19,14 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.sandbox_node]
 ROWS = ["-e", "fraud_demo_synthetic_rows=20000"]
 SUBMISSION = "raw/ieee-fraud-detection/sample_submission.csv"
 JOB = "/opt/fraud-demo/venv/bin/fraud-demo-ingest"
+FILES = {
+    "train_transaction.csv",
+    "train_identity.csv",
+    "test_transaction.csv",
+    "test_identity.csv",
+    "sample_submission.csv",
+}
+INSTALL_TASK = "TASK [node_python : Install the jobs wheel into the virtualenv]"
 
 
 def out_of_range(body, rows):
@@ -26,9 +41,30 @@ def table(manifest, name):
     return next(t for t in manifest["tables"] if t["name"] == name)
 
 
-def test_site_ingests_once_reruns_clean_and_follows_a_raw_change(aws, names, playbook, capsys):
+def jobs_copy(tmp_path, marker):
+    """files/ as the controller would have it after an edit: the jobs' project with one line added."""
+    src = tmp_path / marker
+    shutil.copytree(ROOT / "files", src, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "tests"))
+    with (src / "src" / "fraud_demo_jobs" / "__init__.py").open("a") as f:
+        f.write(f"# {marker}\n")
+    return str(src)
+
+
+def installed_init():
+    """The jobs package's __init__.py as installed in the node's venv."""
+    return on_node(
+        '/opt/fraud-demo/venv/bin/python -c "import fraud_demo_jobs; print(open(fraud_demo_jobs.__file__).read())"'
+    )
+
+
+def test_site_ingests_once_reruns_clean_and_follows_a_raw_change(aws, names, playbook, capsys, tmp_path):
     first = playbook("site.yml", *ROWS)
     assert first.rc == 0, first
+    assert first.changed > 0, first
+    s3 = aws.client("s3")
+    listed = s3.list_objects_v2(Bucket=names.bucket, Prefix="raw/ieee-fraud-detection/")["Contents"]
+    assert {o["Key"].rsplit("/", 1)[1] for o in listed} == FILES
+    assert all(o["Size"] > 0 for o in listed)
     pointer, manifest, problems = check_curated(aws, names.bucket)
     assert problems == []
     assert manifest["rows"]["quarantined"] == 0
@@ -38,6 +74,9 @@ def test_site_ingests_once_reruns_clean_and_follows_a_raw_change(aws, names, pla
     assert again.rc == 0, again
     assert again.changed == 0, again
     assert "unchanged, latest already points at it" in one_line(again.output), again
+    assert "0 bytes sent, 5 unchanged and skipped" in one_line(again.output), again
+    raw_versions = s3.list_object_versions(Bucket=names.bucket, Prefix="raw/")["Versions"]
+    assert len(raw_versions) == 5  # bucket versioning kept one version each: nothing was re-uploaded
 
     check = playbook("site.yml", "--check", "--diff", *ROWS)
     assert check.rc == 0, check
@@ -45,7 +84,6 @@ def test_site_ingests_once_reruns_clean_and_follows_a_raw_change(aws, names, pla
 
     # A raw file changed on S3: check mode says what would happen and writes nothing, then a run makes a new
     # version, quarantines the bad rows with their reason and moves latest; the old version stays.
-    s3 = aws.client("s3")
     body = s3.get_object(Bucket=names.bucket, Key=SUBMISSION)["Body"].read()
     s3.put_object(Bucket=names.bucket, Key=SUBMISSION, Body=out_of_range(body, 3))
     would = playbook("ingest.yml", "--check")
@@ -105,3 +143,41 @@ def test_site_ingests_once_reruns_clean_and_follows_a_raw_change(aws, names, pla
     assert "sandbox-node has no jobs virtualenv /opt/fraud-demo/venv: run the configure stage first" in one_line(
         unconfigured.output
     ), unconfigured
+
+    # Kaggle as the source without credentials on the node: one message, nothing fetched or uploaded.
+    raw_before = s3.list_object_versions(Bucket=names.bucket, Prefix="raw/")["Versions"]
+    on_node("rm -rf /home/ubuntu/.kaggle")
+    refused = playbook("dataset.yml", "-e", "fraud_demo_dataset_source=kaggle", *ROWS)
+    assert refused.rc != 0, refused
+    assert "No Kaggle credentials on sandbox-node" in one_line(refused.output), refused
+    assert s3.list_object_versions(Bucket=names.bucket, Prefix="raw/")["Versions"] == raw_before
+
+    # Each stage runs the current job code. The dataset stage alone, after a change to the jobs' code: the node
+    # runs the new code; --check installs nothing; a re-run installs nothing.
+    edited = jobs_copy(tmp_path, "edit-one")
+    edited_check = playbook("dataset.yml", "--check", "--diff", *ROWS, "-e", f"node_python_jobs_src={edited}")
+    assert edited_check.rc == 0, edited_check
+    assert edited_check.changed > 0, edited_check  # the wheel would be copied and its hash recorded
+    assert "edit-one" not in installed_init()  # --check installed nothing
+    edited_run = playbook("dataset.yml", *ROWS, "-e", f"node_python_jobs_src={edited}")
+    assert edited_run.rc == 0, edited_run
+    assert edited_run.output.count(INSTALL_TASK) == 1, edited_run
+    assert "# edit-one" in installed_init()
+    edited_again = playbook("dataset.yml", *ROWS, "-e", f"node_python_jobs_src={edited}")
+    assert edited_again.rc == 0, edited_again
+    assert edited_again.changed == 0, edited_again
+    assert INSTALL_TASK not in edited_again.output, edited_again
+
+    # The whole pipeline after another change: configure, dataset and ingest all deploy, the node installs once.
+    edited = jobs_copy(tmp_path, "edit-two")
+    site = playbook("site.yml", *ROWS, "-e", f"node_python_jobs_src={edited}")
+    assert site.rc == 0, site
+    assert site.output.count(INSTALL_TASK) == 1, site
+    assert "# edit-two" in installed_init()
+
+    # A console command gone from the venv is put back, although the code did not change.
+    on_node("rm /opt/fraud-demo/venv/bin/fraud-demo-ingest")
+    repaired = playbook("ingest.yml", "-e", f"node_python_jobs_src={edited}")
+    assert repaired.rc == 0, repaired
+    assert repaired.output.count(INSTALL_TASK) == 1, repaired
+    assert on_node("test -x /opt/fraud-demo/venv/bin/fraud-demo-ingest && echo present") == "present"
