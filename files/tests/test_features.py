@@ -192,3 +192,23 @@ def test_split_spec_validate(spec, flag):
 
 def test_split_spec_defaults_are_valid():
     assert F.SplitSpec().validate() is None
+
+
+def test_recent_rows_and_deviations():
+    state = F.FeatureState.fit(HISTORY)
+    X = state.transform(HOLDOUT.iloc[[0]])
+    # Client A's last 3 earlier rows are all its rows (mean 80/3): no recent shift. The row's amount 50 deviates
+    # from that mean by 50 - 80/3; its C1 (1.0) equals every earlier C1.
+    assert X.loc[0, "uid_last3_TransactionAmt"] == pytest.approx(0.0, abs=1e-5)
+    assert X.loc[0, "uid_dev_TransactionAmt"] == pytest.approx(50 - 80 / 3, rel=1e-6)
+    assert X.loc[0, "uid_dev_C1"] == 0.0
+    # With two more earlier rows of 100 each (days 14, 15): all 5 rows mean 280/5 = 56; last 3 = (40+100+100)/3 = 80.
+    more = tx([(5, 14, 0, 100.0, 1000, 100.0, 9.0, "W", 0), (6, 15, 0, 100.0, 1000, 100.0, 10.0, "W", 0)])
+    X = F.FeatureState.fit(pd.concat([HISTORY, more], ignore_index=True)).transform(HOLDOUT.iloc[[0]])
+    assert X.loc[0, "uid_mean_TransactionAmt"] == pytest.approx(56.0)
+    assert X.loc[0, "uid_last3_TransactionAmt"] == pytest.approx(80.0 - 56.0)
+
+
+def test_time_split_refuses_an_unsorted_frame():
+    with pytest.raises(JobError, match="model_frame"):
+        F.time_split(split_frame().iloc[::-1], F.SplitSpec(holdout_days=2, gap_days=1, valid_days=2))
