@@ -38,13 +38,12 @@ FREQUENCY_COLUMNS = (
 )  # fmt: skip
 # Values aggregated per key over the key's earlier rows (mean; amount also std and recent windows).
 AGG_VALUES = (
-    "TransactionAmt", "C1", "C2", "C13", "C14", "dist1", "V45", "V87", "V258", "V294", "id_01",
+    "TransactionAmt", "amt_log", "C1", "C2", "C13", "C14", "dist1", "V45", "V87", "V258", "V294", "id_01",
     "email_mismatch", "m4_m2", "m6_f", "proxy", "id15_new",
 )  # fmt: skip
 # Keys ("uid" is built from card1, addr1 and the card's start day); card1 alone gets counts and amounts only.
 AGG_KEYS = ("uid", "card1")
 CARD_VALUES = ("TransactionAmt",)
-RECENT_DAYS = (1.0, 7.0)
 LAST_ROWS = 3  # "recent behaviour": the key's last few earlier rows, against all its earlier rows
 
 
@@ -339,10 +338,9 @@ class FeatureState:
         names = ["hour", "amt_decimals3", "amt_cents", "email_mismatch", "m4_m2"]
         names += [f"freq_{c}" for c in FREQUENCY_COLUMNS if c in self.frequencies]
         for key in self.histories:
-            names += [f"{key}_n_prev", f"{key}_days_since_first", f"{key}_hours_since_last"]
-            names += [f"{key}_n_{d:g}d" for d in RECENT_DAYS]
+            names += [f"{key}_n_prev", f"{key}_days_since_first"]
             for v in _key_values(key):
-                names += [f"{key}_mean_{v}", f"{key}_last{LAST_ROWS}_{v}", f"{key}_dev_{v}"]
+                names += [f"{key}_mean_{v}", f"{key}_last{LAST_ROWS}_{v}", f"{key}_dev_{v}", f"{key}_vs_first_{v}"]
             names.append(f"{key}_amt_ratio")
         return names
 
@@ -386,21 +384,20 @@ class FeatureState:
         n_prev = (end - start).astype(np.float64)
         has = n_prev > 0
         first_dt = hist.dt[np.minimum(start, len(hist.dt) - 1)] if len(hist.dt) else np.zeros(len(dt))
-        last_dt = hist.dt[np.maximum(end - 1, 0)] if len(hist.dt) else np.zeros(len(dt))
+        # No "time since the last row" or "rows in the last days": for rows scored after the state was fitted
+        # (the holdout, the service) the key's latest rows are not in the state, so those would be stale.
         out = {
             f"{name}_n_prev": n_prev,
             f"{name}_days_since_first": np.where(has, (dt - first_dt) / DAY, np.nan),
-            f"{name}_hours_since_last": np.where(has, (dt - last_dt) / 3600, np.nan),
         }
-        for d in RECENT_DAYS:
-            _, r_end, _ = hist.lookup(key, dt - int(d * DAY))
-            out[f"{name}_n_{d:g}d"] = (end - np.maximum(r_end, start)).astype(np.float64)
         last = np.maximum(end - LAST_ROWS, start)
+        first = np.minimum(start + LAST_ROWS, end)  # the key's first rows: its behaviour before any compromise
         for v in _key_values(name):
             mean = _window_mean(hist, v, start, end)
             out[f"{name}_mean_{v}"] = mean
             out[f"{name}_last{LAST_ROWS}_{v}"] = _window_mean(hist, v, last, end) - mean
             out[f"{name}_dev_{v}"] = values[v] - mean
+            out[f"{name}_vs_first_{v}"] = values[v] - _window_mean(hist, v, start, first)
         out[f"{name}_amt_ratio"] = values["TransactionAmt"] / out[f"{name}_mean_TransactionAmt"]
         return out
 
@@ -415,7 +412,6 @@ class FeatureState:
             "agg_keys": list(AGG_KEYS),
             "card_values": list(CARD_VALUES),
             "last_rows": LAST_ROWS,
-            "recent_days": list(RECENT_DAYS),
         }
 
     def fingerprint(self) -> str:
