@@ -2,6 +2,8 @@
 
 Expected values are worked out by hand from the small frames below (days of TransactionDT, one client key)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -207,3 +209,11 @@ def test_recent_rows_and_deviations():
 def test_time_split_refuses_an_unsorted_frame():
     with pytest.raises(JobError, match="model_frame"):
         F.time_split(split_frame().iloc[::-1], F.SplitSpec(holdout_days=2, gap_days=1, valid_days=2))
+
+
+def test_one_json_transaction_gives_the_same_features():
+    # What a scoring service gets: one JSON object (null for missing, only some columns present).
+    state = F.FeatureState.fit(HISTORY)
+    record = json.loads(HOLDOUT.iloc[[0]].to_json(orient="records"))[0]
+    X = state.transform(pd.DataFrame([record]))
+    np.testing.assert_array_equal(X.to_numpy(), state.transform(HOLDOUT).iloc[[0]].to_numpy())

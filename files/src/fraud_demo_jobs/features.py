@@ -149,6 +149,16 @@ def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def _numeric_block(frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Many numeric columns at once as float32 (NaN for missing or absent): one conversion, not one per column
+    (what makes a one-row transform cheap); columns of another dtype (e.g. text from JSON) go one by one."""
+    sub = frame.reindex(columns=cols)
+    try:
+        return sub.to_numpy(dtype=np.float32, na_value=np.nan)
+    except (TypeError, ValueError):
+        return np.column_stack([_num(sub, c) for c in cols]).astype(np.float32) if cols else np.empty((len(frame), 0))
+
+
 def _text(frame: pd.DataFrame, col: str) -> np.ndarray:
     """A text column as an object array of str (None for missing or absent), whatever its pandas dtype."""
     if col not in frame:
@@ -372,8 +382,8 @@ class FeatureState:
         for name, key in _uid_parts(frame).items():
             for feature, x in self._key_features(name, self.histories[name], key, dt_i, values).items():
                 put(feature, x)
-        for col in self.raw_numeric:
-            put(col, _num(frame, col))
+        raw = [column[c] for c in self.raw_numeric]
+        block[:, raw] = _numeric_block(frame, self.raw_numeric)
         for col in self.categorical_features:
             codes = pd.Categorical(_text(frame, col), categories=self.categories[col]).codes  # -1: missing/unknown
             put(col, np.where(codes >= 0, codes, np.nan))
