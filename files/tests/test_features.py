@@ -68,14 +68,14 @@ def test_fitted_rows_at_or_after_a_row_are_not_used():
     # Fit on history plus a later row of client A with a huge amount (day 25) and one at exactly the holdout row's
     # time (day 20 00:00): neither is strictly earlier than the first holdout row, so nothing changes for it.
     later = tx([(20, 25, 0, 1e6, 1000, 100.0, 20.0, "W", 0), (21, 20, 0, 1e6, 1000, 100.0, 15.0, "W", 0)])
-    state = F.FeatureState.fit(pd.concat([HISTORY, later], ignore_index=True))
+    state = F.FeatureState.fit(pd.concat([HISTORY, later], ignore_index=True), lag_days=0)
     X = state.transform(HOLDOUT.iloc[[0]])
     assert X.loc[0, "uid_n_prev"] == 3
     assert X.loc[0, "uid_mean_TransactionAmt"] == pytest.approx(80 / 3, rel=1e-6)
 
 
 def test_training_rows_get_causal_aggregates():
-    state = F.FeatureState.fit(HISTORY)
+    state = F.FeatureState.fit(HISTORY, lag_days=0)
     X = state.transform(HISTORY)
     # Row 1: first of client A. Row 2: sees row 1 only (10). Row 4: sees rows 1 and 2 (mean 20). Row 3: client B.
     assert list(X["uid_n_prev"]) == [0, 1, 0, 2]
@@ -85,6 +85,17 @@ def test_training_rows_get_causal_aggregates():
     assert X.loc[3, "uid_amt_ratio"] == 2.0
     # card1 1000 at day 12 00:00 (row 2): only row 1 is strictly earlier; row 3 (card1 2000) is another card.
     assert list(X["card1_n_prev"]) == [0, 1, 0, 2]
+
+
+def test_training_rows_see_their_key_with_the_lag():
+    # Lag 1.5 days. Row 2 (day 12 00:00) sees rows before day 10 12:00: row 1. Row 4 (day 13 06:00) sees rows
+    # before day 11 18:00: row 1 only. The holdout (after the last fitted row) has no lag: rows 1, 2, 4.
+    state = F.FeatureState.fit(HISTORY, lag_days=1.5)
+    X = state.transform(HISTORY)
+    assert list(X["uid_n_prev"]) == [0, 1, 0, 1]
+    assert X.loc[3, "uid_mean_TransactionAmt"] == 10.0
+    assert X.loc[3, "uid_days_since_first"] == pytest.approx(3.25)
+    assert state.transform(HOLDOUT).loc[0, "uid_n_prev"] == 3
 
 
 def test_encoders_are_fitted_on_the_train_window_only():

@@ -44,6 +44,10 @@ AGG_VALUES = (
 # Keys ("uid" is built from card1, addr1 and the card's start day); card1 alone gets counts and amounts only.
 AGG_KEYS = ("uid", "card1")
 CARD_VALUES = ("TransactionAmt",)
+# Rows inside the fitted window see the key's rows up to this many days before them, not up to the row: rows
+# scored later (the holdout, the service) miss the key's rows since the fit (the gap, and the holdout so far:
+# 7 + 30/2 days on average with the default split), so training rows are given the same staleness.
+DEFAULT_LAG_DAYS = 22.0
 LAST_ROWS = 3  # "recent behaviour": the key's last few earlier rows, against all its earlier rows
 
 
@@ -300,12 +304,16 @@ class FeatureState:
     raw_numeric: list[str]
     fitted_rows: int
     fitted_dt_max: int
+    lag_days: float = DEFAULT_LAG_DAYS
 
     # ---- fitting ----
 
     @classmethod
-    def fit(cls, history: pd.DataFrame) -> FeatureState:
-        """Fit on the train window (train + valid rows); labels, if present, are never read."""
+    def fit(cls, history: pd.DataFrame, lag_days: float = DEFAULT_LAG_DAYS) -> FeatureState:
+        """Fit on the train window (train + valid rows); labels, if present, are never read.
+
+        ``lag_days``: rows at or before the last fitted time (the training rows) aggregate the key's rows more than
+        this many days earlier; later rows aggregate every fitted row of their key (all earlier than them)."""
         text_cols = [c for c in history.columns if _CONTRACT_KIND.get(c) == "str"]
         raw_numeric = [c for c in history.columns if c in _CONTRACT_NUMERIC and c not in NOT_FEATURES]
         categories = {}
@@ -323,7 +331,8 @@ class FeatureState:
             name: KeyHistory.build(key, dt, {v: values[v] for v in _key_values(name)})
             for name, key in _uid_parts(history).items()
         }
-        return cls(categories, frequencies, histories, raw_numeric, len(history), int(dt.max()) if len(dt) else 0)
+        dt_max = int(dt.max()) if len(dt) else 0
+        return cls(categories, frequencies, histories, raw_numeric, len(history), dt_max, float(lag_days))
 
     # ---- transforming ----
 
@@ -379,8 +388,10 @@ class FeatureState:
             pos = pd.Index(table["values"]).get_indexer(_freq_values(frame, col))
             put(f"freq_{col}", np.where(pos >= 0, np.asarray(table["shares"] + [0.0])[pos], 0.0))
         dt_i = np.nan_to_num(dt, nan=0).astype(np.int64)
+        seen_before = np.where(dt_i <= self.fitted_dt_max, dt_i - round(self.lag_days * DAY), dt_i)
         for name, key in _uid_parts(frame).items():
-            for feature, x in self._key_features(name, self.histories[name], key, dt_i, values).items():
+            hist = self.histories[name]
+            for feature, x in self._key_features(name, hist, key, dt_i, seen_before, values).items():
                 put(feature, x)
         raw = [column[c] for c in self.raw_numeric]
         block[:, raw] = _numeric_block(frame, self.raw_numeric)
@@ -389,8 +400,8 @@ class FeatureState:
             put(col, np.where(codes >= 0, codes, np.nan))
         return pd.DataFrame(block, columns=names, copy=False)
 
-    def _key_features(self, name: str, hist: KeyHistory, key, dt, values) -> dict[str, np.ndarray]:
-        start, end, _ = hist.lookup(key, dt)
+    def _key_features(self, name: str, hist: KeyHistory, key, dt, seen_before, values) -> dict[str, np.ndarray]:
+        start, end, _ = hist.lookup(key, seen_before)
         n_prev = (end - start).astype(np.float64)
         has = n_prev > 0
         first_dt = hist.dt[np.minimum(start, len(hist.dt) - 1)] if len(hist.dt) else np.zeros(len(dt))
@@ -422,6 +433,7 @@ class FeatureState:
             "agg_keys": list(AGG_KEYS),
             "card_values": list(CARD_VALUES),
             "last_rows": LAST_ROWS,
+            "lag_days": self.lag_days,
         }
 
     def fingerprint(self) -> str:
@@ -474,6 +486,7 @@ class FeatureState:
             meta["raw_numeric"],
             meta["fitted_rows"],
             meta["fitted_dt_max"],
+            meta["settings"]["lag_days"],
         )
 
 
