@@ -305,6 +305,7 @@ class FeatureState:
     fitted_rows: int
     fitted_dt_max: int
     lag_days: float = DEFAULT_LAG_DAYS
+    _lookup: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # built once per state
 
     # ---- fitting ----
 
@@ -385,8 +386,11 @@ class FeatureState:
         put("email_mismatch", values["email_mismatch"])
         put("m4_m2", values["m4_m2"])
         for col, table in self.frequencies.items():
-            pos = pd.Index(table["values"]).get_indexer(_freq_values(frame, col))
-            put(f"freq_{col}", np.where(pos >= 0, np.asarray(table["shares"] + [0.0])[pos], 0.0))
+            if col not in self._lookup:
+                self._lookup[col] = (pd.Index(table["values"]), np.asarray(table["shares"] + [0.0]))
+            index, shares = self._lookup[col]
+            pos = index.get_indexer(_freq_values(frame, col))
+            put(f"freq_{col}", np.where(pos >= 0, shares[pos], 0.0))
         dt_i = np.nan_to_num(dt, nan=0).astype(np.int64)
         seen_before = np.where(dt_i <= self.fitted_dt_max, dt_i - round(self.lag_days * DAY), dt_i)
         for name, key in _uid_parts(frame).items():
@@ -396,7 +400,9 @@ class FeatureState:
         raw = [column[c] for c in self.raw_numeric]
         block[:, raw] = _numeric_block(frame, self.raw_numeric)
         for col in self.categorical_features:
-            codes = pd.Categorical(_text(frame, col), categories=self.categories[col]).codes  # -1: missing/unknown
+            if ("cat", col) not in self._lookup:
+                self._lookup["cat", col] = pd.Index(self.categories[col])
+            codes = self._lookup["cat", col].get_indexer(_text(frame, col))  # -1: missing or not seen in the fit
             put(col, np.where(codes >= 0, codes, np.nan))
         return pd.DataFrame(block, columns=names, copy=False)
 
