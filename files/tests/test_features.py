@@ -200,6 +200,7 @@ def test_split_spec_validate(spec, flag):
 
 def test_split_spec_defaults_are_valid():
     assert F.SplitSpec().validate() is None
+    assert F.SplitSpec().scoring_lag_days() == 7 + 15 == F.DEFAULT_LAG_DAYS
 
 
 def test_recent_rows_and_deviations():

@@ -60,6 +60,11 @@ class SplitSpec:
     gap_days: float = 7.0
     valid_days: float = 14.0
 
+    def scoring_lag_days(self) -> float:
+        """How stale, on average, the key history is for a holdout row: the gap plus half the holdout (the
+        FeatureState's lag_days for training rows)."""
+        return self.gap_days + self.holdout_days / 2
+
     def validate(self) -> str | None:
         for name, low in (("holdout_days", 1.0), ("gap_days", 0.0), ("valid_days", 1.0)):
             value = getattr(self, name)
