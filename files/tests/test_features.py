@@ -229,3 +229,20 @@ def test_one_json_transaction_gives_the_same_features():
     record = json.loads(HOLDOUT.iloc[[0]].to_json(orient="records"))[0]
     X = state.transform(pd.DataFrame([record]))
     np.testing.assert_array_equal(X.to_numpy(), state.transform(HOLDOUT).iloc[[0]].to_numpy())
+
+
+def test_extend_adds_rows_seen_after_the_fit():
+    # The service saw row 10 (client A, day 20, amount 50); row 11 (day 21) now aggregates rows 1, 2, 4 and 10:
+    # 4 rows, mean (10 + 30 + 40 + 50) / 4 = 32.5. Row 10 itself still sees only the 3 fitted rows (not itself).
+    state = F.FeatureState.fit(HISTORY).extend(HOLDOUT.iloc[[0]])
+    X = state.transform(HOLDOUT)
+    assert list(X["uid_n_prev"]) == [3, 4, 0]
+    assert X.loc[1, "uid_mean_TransactionAmt"] == pytest.approx(32.5)
+    assert X.loc[0, "uid_mean_TransactionAmt"] == pytest.approx(80 / 3, rel=1e-6)
+    # Encoders do not move: H is still unknown, card1 1000 still 3 of 4 fitted rows.
+    assert np.isnan(X.loc[1, "ProductCD"]) and X.loc[0, "freq_card1"] == pytest.approx(0.75)
+    # Extending by nothing changes nothing.
+    np.testing.assert_array_equal(
+        F.FeatureState.fit(HISTORY).extend(HOLDOUT.iloc[:0]).transform(HOLDOUT).to_numpy(),
+        F.FeatureState.fit(HISTORY).transform(HOLDOUT).to_numpy(),
+    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -244,6 +244,15 @@ class KeyHistory:
             counts[name] = np.concatenate([[0], np.cumsum(ok)]).astype(np.int64)
         return cls(keys.astype(np.int64), starts.astype(np.int64), t.astype(np.int64), sums, counts)
 
+    def extend(self, key: np.ndarray, dt: np.ndarray, values: dict[str, np.ndarray]) -> KeyHistory:
+        """A new history with these rows added (the stored rows' values are recovered from the running sums)."""
+        key_rows = np.repeat(self.keys, np.diff(np.append(self.starts, len(self.dt))))
+        merged = {}
+        for name in self.sums:
+            ok = np.diff(self.counts[name]) > 0
+            merged[name] = np.concatenate([np.where(ok, np.diff(self.sums[name]), np.nan), values[name]])
+        return KeyHistory.build(np.concatenate([key_rows, key]), np.concatenate([self.dt, dt]), merged)
+
     def lookup(self, key: np.ndarray, dt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For each query row: (start, end) of its key's rows with TransactionDT < dt, and whether the key is known."""
         i = np.searchsorted(self.keys, key)
@@ -339,6 +348,18 @@ class FeatureState:
         }
         dt_max = int(dt.max()) if len(dt) else 0
         return cls(categories, frequencies, histories, raw_numeric, len(history), dt_max, float(lag_days))
+
+    def extend(self, frame: pd.DataFrame) -> FeatureState:
+        """The state with ``frame``'s rows added to the key histories (label-free: what a scoring service learns
+        from the transactions it sees). Encoders stay as fitted; the lag still applies only to rows inside the
+        fitted window, so a later row now aggregates every earlier row of its key, the added ones included."""
+        dt = _num(frame, DT).astype(np.int64)
+        values = _row_values(frame)
+        histories = {
+            name: self.histories[name].extend(key, dt, {v: values[v] for v in _key_values(name)})
+            for name, key in _uid_parts(frame).items()
+        }
+        return replace(self, histories=histories)
 
     # ---- transforming ----
 
