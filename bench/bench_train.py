@@ -91,7 +91,7 @@ del history
 Xt, Xv, Xh = (state.transform(p) for p in (split.train, split.valid, split.holdout))
 t_feat = time.perf_counter() - t1
 booster = M.train_booster(Xt, split.train[F.C.LABEL].to_numpy(), Xv, split.valid[F.C.LABEL].to_numpy(), params,
-                          categorical=state.categorical_features)
+                          categorical=state.categorical_features, train_time=split.train[F.DT].to_numpy())
 t_train = time.perf_counter() - t1 - t_feat
 scores = M.predict(booster, Xh, threads=params.threads)
 y = split.holdout[F.C.LABEL].to_numpy()

@@ -2,6 +2,8 @@
 
 Expected values are worked out by hand from the small frames below (days of TransactionDT, one client key)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,12 +42,11 @@ HOLDOUT = tx([
 def test_holdout_aggregates_use_only_fitted_earlier_rows():
     state = F.FeatureState.fit(HISTORY)
     X = state.transform(HOLDOUT)
-    # Client A before day 20: amounts 10, 30, 40 -> 3 rows, mean 80/3; first on day 10, last on day 13 06:00.
+    # Client A before day 20: amounts 10, 30, 40 -> 3 rows, mean 80/3; first on day 10.
     assert X.loc[0, "uid_n_prev"] == 3
     assert X.loc[0, "uid_mean_TransactionAmt"] == pytest.approx(80 / 3, rel=1e-6)
     assert X.loc[0, "uid_amt_ratio"] == pytest.approx(50 / (80 / 3), rel=1e-6)
     assert X.loc[0, "uid_days_since_first"] == pytest.approx(10.0)
-    assert X.loc[0, "uid_hours_since_last"] == pytest.approx(7 * 24 - 6)
     # The next holdout row of client A does not see row 10 (not fitted): still the same three rows.
     assert X.loc[1, "uid_n_prev"] == 3
     assert X.loc[1, "uid_mean_TransactionAmt"] == pytest.approx(80 / 3, rel=1e-6)
@@ -53,10 +54,6 @@ def test_holdout_aggregates_use_only_fitted_earlier_rows():
     assert X.loc[0, "card1_n_prev"] == 3
     assert X.loc[2, "uid_n_prev"] == 0 and np.isnan(X.loc[2, "uid_mean_TransactionAmt"])
     assert X.loc[2, "card1_n_prev"] == 0
-    # The recent windows: nothing of client A in the 1 or 7 days before day 20 06:00... day 13 06:00 is 6.75 days
-    # before day 20 00:00, so it is inside the 7-day window.
-    assert X.loc[0, "uid_n_1d"] == 0
-    assert X.loc[0, "uid_n_7d"] == 1
 
 
 def test_rows_are_scored_independently_of_each_other():
@@ -71,14 +68,14 @@ def test_fitted_rows_at_or_after_a_row_are_not_used():
     # Fit on history plus a later row of client A with a huge amount (day 25) and one at exactly the holdout row's
     # time (day 20 00:00): neither is strictly earlier than the first holdout row, so nothing changes for it.
     later = tx([(20, 25, 0, 1e6, 1000, 100.0, 20.0, "W", 0), (21, 20, 0, 1e6, 1000, 100.0, 15.0, "W", 0)])
-    state = F.FeatureState.fit(pd.concat([HISTORY, later], ignore_index=True))
+    state = F.FeatureState.fit(pd.concat([HISTORY, later], ignore_index=True), lag_days=0)
     X = state.transform(HOLDOUT.iloc[[0]])
     assert X.loc[0, "uid_n_prev"] == 3
     assert X.loc[0, "uid_mean_TransactionAmt"] == pytest.approx(80 / 3, rel=1e-6)
 
 
 def test_training_rows_get_causal_aggregates():
-    state = F.FeatureState.fit(HISTORY)
+    state = F.FeatureState.fit(HISTORY, lag_days=0)
     X = state.transform(HISTORY)
     # Row 1: first of client A. Row 2: sees row 1 only (10). Row 4: sees rows 1 and 2 (mean 20). Row 3: client B.
     assert list(X["uid_n_prev"]) == [0, 1, 0, 2]
@@ -88,6 +85,17 @@ def test_training_rows_get_causal_aggregates():
     assert X.loc[3, "uid_amt_ratio"] == 2.0
     # card1 1000 at day 12 00:00 (row 2): only row 1 is strictly earlier; row 3 (card1 2000) is another card.
     assert list(X["card1_n_prev"]) == [0, 1, 0, 2]
+
+
+def test_training_rows_see_their_key_with_the_lag():
+    # Lag 1.5 days. Row 2 (day 12 00:00) sees rows before day 10 12:00: row 1. Row 4 (day 13 06:00) sees rows
+    # before day 11 18:00: row 1 only. The holdout (after the last fitted row) has no lag: rows 1, 2, 4.
+    state = F.FeatureState.fit(HISTORY, lag_days=1.5)
+    X = state.transform(HISTORY)
+    assert list(X["uid_n_prev"]) == [0, 1, 0, 1]
+    assert X.loc[3, "uid_mean_TransactionAmt"] == 10.0
+    assert X.loc[3, "uid_days_since_first"] == pytest.approx(3.25)
+    assert state.transform(HOLDOUT).loc[0, "uid_n_prev"] == 3
 
 
 def test_encoders_are_fitted_on_the_train_window_only():
@@ -192,3 +200,49 @@ def test_split_spec_validate(spec, flag):
 
 def test_split_spec_defaults_are_valid():
     assert F.SplitSpec().validate() is None
+    assert F.SplitSpec().scoring_lag_days() == 7 + 15 == F.DEFAULT_LAG_DAYS
+
+
+def test_recent_rows_and_deviations():
+    state = F.FeatureState.fit(HISTORY)
+    X = state.transform(HOLDOUT.iloc[[0]])
+    # Client A's last 3 earlier rows are all its rows (mean 80/3): no recent shift. The row's amount 50 deviates
+    # from that mean by 50 - 80/3; its C1 (1.0) equals every earlier C1.
+    assert X.loc[0, "uid_last3_TransactionAmt"] == pytest.approx(0.0, abs=1e-5)
+    assert X.loc[0, "uid_dev_TransactionAmt"] == pytest.approx(50 - 80 / 3, rel=1e-6)
+    assert X.loc[0, "uid_dev_C1"] == 0.0
+    # With two more earlier rows of 100 each (days 14, 15): all 5 rows mean 280/5 = 56; last 3 = (40+100+100)/3 = 80.
+    more = tx([(5, 14, 0, 100.0, 1000, 100.0, 9.0, "W", 0), (6, 15, 0, 100.0, 1000, 100.0, 10.0, "W", 0)])
+    X = F.FeatureState.fit(pd.concat([HISTORY, more], ignore_index=True)).transform(HOLDOUT.iloc[[0]])
+    assert X.loc[0, "uid_mean_TransactionAmt"] == pytest.approx(56.0)
+    assert X.loc[0, "uid_last3_TransactionAmt"] == pytest.approx(80.0 - 56.0)
+
+
+def test_time_split_refuses_an_unsorted_frame():
+    with pytest.raises(JobError, match="model_frame"):
+        F.time_split(split_frame().iloc[::-1], F.SplitSpec(holdout_days=2, gap_days=1, valid_days=2))
+
+
+def test_one_json_transaction_gives_the_same_features():
+    # What a scoring service gets: one JSON object (null for missing, only some columns present).
+    state = F.FeatureState.fit(HISTORY)
+    record = json.loads(HOLDOUT.iloc[[0]].to_json(orient="records"))[0]
+    X = state.transform(pd.DataFrame([record]))
+    np.testing.assert_array_equal(X.to_numpy(), state.transform(HOLDOUT).iloc[[0]].to_numpy())
+
+
+def test_extend_adds_rows_seen_after_the_fit():
+    # The service saw row 10 (client A, day 20, amount 50); row 11 (day 21) now aggregates rows 1, 2, 4 and 10:
+    # 4 rows, mean (10 + 30 + 40 + 50) / 4 = 32.5. Row 10 itself still sees only the 3 fitted rows (not itself).
+    state = F.FeatureState.fit(HISTORY).extend(HOLDOUT.iloc[[0]])
+    X = state.transform(HOLDOUT)
+    assert list(X["uid_n_prev"]) == [3, 4, 0]
+    assert X.loc[1, "uid_mean_TransactionAmt"] == pytest.approx(32.5)
+    assert X.loc[0, "uid_mean_TransactionAmt"] == pytest.approx(80 / 3, rel=1e-6)
+    # Encoders do not move: H is still unknown, card1 1000 still 3 of 4 fitted rows.
+    assert np.isnan(X.loc[1, "ProductCD"]) and X.loc[0, "freq_card1"] == pytest.approx(0.75)
+    # Extending by nothing changes nothing.
+    np.testing.assert_array_equal(
+        F.FeatureState.fit(HISTORY).extend(HOLDOUT.iloc[:0]).transform(HOLDOUT).to_numpy(),
+        F.FeatureState.fit(HISTORY).transform(HOLDOUT).to_numpy(),
+    )

@@ -1,6 +1,7 @@
 """modeling.py: metrics against hand-computed values, deterministic training, plots, settings checks."""
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -118,3 +119,18 @@ def test_write_plots(tmp_path):
     for p in paths:
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recency_weights():
+    day = 86400
+    np.testing.assert_allclose(M.recency_weights([10 * day, 40 * day, 70 * day], 30), [0.25, 0.5, 1.0])
+
+
+def test_half_life_weights_change_the_model_only_when_set():
+    (Xt, yt), (Xv, yv), (Xh, _) = data(1), data(2, 1000), data(3, 1000)
+    t = np.arange(len(Xt)) * 3600
+    plain = M.predict(M.train_booster(Xt, yt, Xv, yv, PARAMS), Xh)
+    unweighted = M.predict(M.train_booster(Xt, yt, Xv, yv, PARAMS, train_time=t), Xh)
+    weighted = M.predict(M.train_booster(Xt, yt, Xv, yv, replace(PARAMS, half_life_days=10.0), train_time=t), Xh)
+    np.testing.assert_array_equal(plain, unweighted)
+    assert np.abs(weighted - plain).max() > 1e-3

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -37,10 +37,18 @@ FREQUENCY_COLUMNS = (
     "DeviceInfo", "id_30", "id_31", "id_33",
 )  # fmt: skip
 # Values aggregated per key over the key's earlier rows (mean; amount also std and recent windows).
-AGG_VALUES = ("TransactionAmt", "C1", "C2", "C13", "C14", "dist1", "D15", "V258", "V294", "email_mismatch", "m4_m2")
-# Keys: name -> the columns they combine ("uid" is built from card1, addr1 and the card's start day).
-AGG_KEYS = ("uid", "card1", "card1_addr1")
-RECENT_DAYS = (1.0, 7.0)
+AGG_VALUES = (
+    "TransactionAmt", "amt_log", "C1", "C2", "C13", "C14", "dist1", "V45", "V87", "V258", "V294", "id_01",
+    "email_mismatch", "m4_m2", "m6_f", "proxy", "id15_new",
+)  # fmt: skip
+# Keys ("uid" is built from card1, addr1 and the card's start day); card1 alone gets counts and amounts only.
+AGG_KEYS = ("uid", "card1")
+CARD_VALUES = ("TransactionAmt",)
+# Rows inside the fitted window see the key's rows up to this many days before them, not up to the row: rows
+# scored later (the holdout, the service) miss the key's rows since the fit (the gap, and the holdout so far:
+# 7 + 30/2 days on average with the default split), so training rows are given the same staleness.
+DEFAULT_LAG_DAYS = 22.0
+LAST_ROWS = 3  # "recent behaviour": the key's last few earlier rows, against all its earlier rows
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,11 @@ class SplitSpec:
     holdout_days: float = 30.0
     gap_days: float = 7.0
     valid_days: float = 14.0
+
+    def scoring_lag_days(self) -> float:
+        """How stale, on average, the key history is for a holdout row: the gap plus half the holdout (the
+        FeatureState's lag_days for training rows)."""
+        return self.gap_days + self.holdout_days / 2
 
     def validate(self) -> str | None:
         for name, low in (("holdout_days", 1.0), ("gap_days", 0.0), ("valid_days", 1.0)):
@@ -63,17 +76,13 @@ class SplitSpec:
 
 @dataclass
 class TimeSplit:
-    """The parts of a time split (frames with their original columns, index reset)."""
+    """The parts of a time split: row slices of the model frame (its columns, each with a fresh 0..n-1 index)."""
 
     train: pd.DataFrame
     valid: pd.DataFrame
     holdout: pd.DataFrame
     edges: dict[str, int]
-
-    @property
-    def history(self) -> pd.DataFrame:
-        """The whole train window (train + valid): what a FeatureState is fitted on."""
-        return pd.concat([self.train, self.valid], ignore_index=True)
+    history: pd.DataFrame  # the whole train window (train + valid): what a FeatureState is fitted on
 
     def bounds(self) -> dict:
         parts = {"train": self.train, "valid": self.valid, "holdout": self.holdout}
@@ -110,10 +119,15 @@ def time_split(frame: pd.DataFrame, spec: SplitSpec) -> TimeSplit:
     train_end = holdout_start - round(spec.gap_days * DAY)
     valid_start = train_end - round(spec.valid_days * DAY)
     edges = {"valid_start": valid_start, "train_end": train_end, "holdout_start": holdout_start, "end": end}
+    # The frame is in time order (model_frame), so each part is a contiguous row range: positional slices, which
+    # pandas can share with the frame instead of copying ~2 GB at full scale.
+    if np.any(np.diff(dt) < 0):
+        raise JobError("the frame is not sorted by TransactionDT; build it with model_frame()")
+    cut = np.searchsorted(dt, [valid_start, train_end, holdout_start], side="right")
     parts = {
-        "train": frame[dt <= valid_start],
-        "valid": frame[(dt > valid_start) & (dt <= train_end)],
-        "holdout": frame[dt > holdout_start],
+        "train": frame.iloc[: cut[0]],
+        "valid": frame.iloc[cut[0] : cut[1]],
+        "holdout": frame.iloc[cut[2] :],
     }
     hints = {
         "train": "--holdout-days, --gap-days or --valid-days",
@@ -128,8 +142,10 @@ def time_split(frame: pd.DataFrame, spec: SplitSpec) -> TimeSplit:
                 f"the {name} part of the time split ({len(part)} rows) has no fraud rows to evaluate on; "
                 f"make it larger with {hints[name]}"
             )
-    parts = {k: v.reset_index(drop=True) for k, v in parts.items()}
-    return TimeSplit(parts["train"], parts["valid"], parts["holdout"], edges)
+    history = frame.iloc[: cut[1]]
+    for part in (*parts.values(), history):
+        part.index = pd.RangeIndex(len(part))  # the slice's own index object; the frame's is untouched
+    return TimeSplit(parts["train"], parts["valid"], parts["holdout"], edges, history)
 
 
 # ---- derived columns (row-local, no state) ----------------------------------------------------------------------
@@ -140,6 +156,16 @@ def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
     if col not in frame:
         return np.full(len(frame), np.nan)
     return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _numeric_block(frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Many numeric columns at once as float32 (NaN for missing or absent): one conversion, not one per column
+    (what makes a one-row transform cheap); columns of another dtype (e.g. text from JSON) go one by one."""
+    sub = frame.reindex(columns=cols)
+    try:
+        return sub.to_numpy(dtype=np.float32, na_value=np.nan)
+    except (TypeError, ValueError):
+        return np.column_stack([_num(sub, c) for c in cols]).astype(np.float32) if cols else np.empty((len(frame), 0))
 
 
 def _text(frame: pd.DataFrame, col: str) -> np.ndarray:
@@ -155,18 +181,25 @@ def _text(frame: pd.DataFrame, col: str) -> np.ndarray:
 def _row_values(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Derived row-local values the aggregates and features use."""
     p, r = _text(frame, "P_emaildomain"), _text(frame, "R_emaildomain")
-    m4 = _text(frame, "M4")
+    m4, m6, id23, id15 = (_text(frame, c) for c in ("M4", "M6", "id_23", "id_15"))
     r_present = np.array([x is not None for x in r], dtype=bool)
     mismatch = (r_present & (r != p)).astype(np.float64)
-    m4_m2 = np.array([np.nan if x is None else float(x == "M2") for x in m4])
     amt = _num(frame, "TransactionAmt")
     cents = np.round(amt * 1000) % 10
     values = {name: _num(frame, name) for name in AGG_VALUES if name in _CONTRACT_NUMERIC}
     values["email_mismatch"] = mismatch
-    values["m4_m2"] = m4_m2
+    values["m4_m2"] = _flag(m4, "M2")
+    values["m6_f"] = _flag(m6, "F")
+    values["id15_new"] = _flag(id15, "New")
+    values["proxy"] = np.array([x is not None for x in id23], dtype=np.float64)
     values["amt_decimals3"] = (cents != 0).astype(np.float64)
     values["amt_log"] = np.log1p(amt)
     return values
+
+
+def _flag(text: np.ndarray, value: str) -> np.ndarray:
+    """1.0 where text == value, 0.0 where it differs, NaN where missing."""
+    return np.array([np.nan if x is None else float(x == value) for x in text])
 
 
 def _uid_parts(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -175,11 +208,7 @@ def _uid_parts(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     addr1 = np.nan_to_num(_num(frame, "addr1"), nan=-1).astype(np.int64) + 1  # < 2**12
     day = _num(frame, DT) // DAY
     start = np.nan_to_num(day - _num(frame, "D1"), nan=-(2**15)).astype(np.int64) + 2**15  # < 2**17
-    return {
-        "uid": (card1 << 30) | (addr1 << 17) | start,
-        "card1": card1,
-        "card1_addr1": (card1 << 12) | addr1,
-    }
+    return {"uid": (card1 << 30) | (addr1 << 17) | start, "card1": card1}
 
 
 _CONTRACT_KIND = {
@@ -215,6 +244,15 @@ class KeyHistory:
             counts[name] = np.concatenate([[0], np.cumsum(ok)]).astype(np.int64)
         return cls(keys.astype(np.int64), starts.astype(np.int64), t.astype(np.int64), sums, counts)
 
+    def extend(self, key: np.ndarray, dt: np.ndarray, values: dict[str, np.ndarray]) -> KeyHistory:
+        """A new history with these rows added (the stored rows' values are recovered from the running sums)."""
+        key_rows = np.repeat(self.keys, np.diff(np.append(self.starts, len(self.dt))))
+        merged = {}
+        for name in self.sums:
+            ok = np.diff(self.counts[name]) > 0
+            merged[name] = np.concatenate([np.where(ok, np.diff(self.sums[name]), np.nan), values[name]])
+        return KeyHistory.build(np.concatenate([key_rows, key]), np.concatenate([self.dt, dt]), merged)
+
     def lookup(self, key: np.ndarray, dt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For each query row: (start, end) of its key's rows with TransactionDT < dt, and whether the key is known."""
         i = np.searchsorted(self.keys, key)
@@ -246,6 +284,17 @@ class KeyHistory:
         )
 
 
+def _key_values(key: str) -> tuple[str, ...]:
+    return AGG_VALUES if key == "uid" else CARD_VALUES
+
+
+def _window_mean(hist: KeyHistory, value: str, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Mean of a value over the sorted rows [lo, hi) (NaN values skipped; NaN when none)."""
+    s = hist.sums[value][hi] - hist.sums[value][lo]
+    c = hist.counts[value][hi] - hist.counts[value][lo]
+    return np.where(c > 0, s / np.maximum(c, 1), np.nan)
+
+
 def _count_below(sorted_dt: np.ndarray, start: np.ndarray, stop: np.ndarray, dt: np.ndarray) -> np.ndarray:
     """Number of entries of sorted_dt[start:stop] that are < dt, per row (a vectorised per-slice binary search)."""
     lo, hi = start.copy(), stop.copy()
@@ -269,12 +318,17 @@ class FeatureState:
     raw_numeric: list[str]
     fitted_rows: int
     fitted_dt_max: int
+    lag_days: float = DEFAULT_LAG_DAYS
+    _lookup: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # built once per state
 
     # ---- fitting ----
 
     @classmethod
-    def fit(cls, history: pd.DataFrame) -> FeatureState:
-        """Fit on the train window (train + valid rows); labels, if present, are never read."""
+    def fit(cls, history: pd.DataFrame, lag_days: float = DEFAULT_LAG_DAYS) -> FeatureState:
+        """Fit on the train window (train + valid rows); labels, if present, are never read.
+
+        ``lag_days``: rows at or before the last fitted time (the training rows) aggregate the key's rows more than
+        this many days earlier; later rows aggregate every fitted row of their key (all earlier than them)."""
         text_cols = [c for c in history.columns if _CONTRACT_KIND.get(c) == "str"]
         raw_numeric = [c for c in history.columns if c in _CONTRACT_NUMERIC and c not in NOT_FEATURES]
         categories = {}
@@ -288,9 +342,24 @@ class FeatureState:
                 frequencies[col] = {"values": counts.index.tolist(), "shares": (counts / max(len(history), 1)).tolist()}
         dt = _num(history, DT).astype(np.int64)
         values = _row_values(history)
-        agg = {v: values[v] for v in AGG_VALUES}
-        histories = {name: KeyHistory.build(key, dt, agg) for name, key in _uid_parts(history).items()}
-        return cls(categories, frequencies, histories, raw_numeric, len(history), int(dt.max()) if len(dt) else 0)
+        histories = {
+            name: KeyHistory.build(key, dt, {v: values[v] for v in _key_values(name)})
+            for name, key in _uid_parts(history).items()
+        }
+        dt_max = int(dt.max()) if len(dt) else 0
+        return cls(categories, frequencies, histories, raw_numeric, len(history), dt_max, float(lag_days))
+
+    def extend(self, frame: pd.DataFrame) -> FeatureState:
+        """The state with ``frame``'s rows added to the key histories (label-free: what a scoring service learns
+        from the transactions it sees). Encoders stay as fitted; the lag still applies only to rows inside the
+        fitted window, so a later row now aggregates every earlier row of its key, the added ones included."""
+        dt = _num(frame, DT).astype(np.int64)
+        values = _row_values(frame)
+        histories = {
+            name: self.histories[name].extend(key, dt, {v: values[v] for v in _key_values(name)})
+            for name, key in _uid_parts(frame).items()
+        }
+        return replace(self, histories=histories)
 
     # ---- transforming ----
 
@@ -302,7 +371,8 @@ class FeatureState:
     def input_columns(self) -> list[str]:
         """The raw columns transform reads (everything else in a frame is ignored)."""
         cols = set(self.raw_numeric) | set(self.categories) | set(FREQUENCY_COLUMNS)
-        cols |= {DT, "TransactionAmt", "card1", "addr1", "D1", "P_emaildomain", "R_emaildomain", "M4"}
+        cols |= {DT, "TransactionAmt", "card1", "addr1", "D1", "P_emaildomain", "R_emaildomain"}
+        cols |= {"M4", "M6", "id_15", "id_23"}
         cols |= {v for v in AGG_VALUES if v in _CONTRACT_NUMERIC}
         return sorted(c for c in cols if c in _CONTRACT_KIND)
 
@@ -314,10 +384,10 @@ class FeatureState:
         names = ["hour", "amt_decimals3", "amt_cents", "email_mismatch", "m4_m2"]
         names += [f"freq_{c}" for c in FREQUENCY_COLUMNS if c in self.frequencies]
         for key in self.histories:
-            names += [f"{key}_n_prev", f"{key}_days_since_first", f"{key}_hours_since_last"]
-            names += [f"{key}_n_{d:g}d" for d in RECENT_DAYS]
-            names += [f"{key}_mean_{v}" for v in AGG_VALUES]
-            names += [f"{key}_amt_ratio", f"{key}_amt_ratio_{RECENT_DAYS[-1]:g}d", f"{key}_c1_diff"]
+            names += [f"{key}_n_prev", f"{key}_days_since_first"]
+            for v in _key_values(key):
+                names += [f"{key}_mean_{v}", f"{key}_last{LAST_ROWS}_{v}", f"{key}_dev_{v}", f"{key}_vs_first_{v}"]
+            names.append(f"{key}_amt_ratio")
         return names
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -325,59 +395,63 @@ class FeatureState:
 
         Aggregates use only fitted rows strictly earlier than each row; nothing is computed across the rows of
         ``frame`` itself, so a row's features do not depend on which other rows are scored with it."""
-        n = len(frame)
-        out: dict[str, np.ndarray] = {}
+        names = self.feature_names
+        column = {name: i for i, name in enumerate(names)}
+        # One float32 block filled column by column: no float64 copy of the whole frame at any time.
+        block = np.empty((len(frame), len(names)), dtype=np.float32, order="F")
+
+        def put(name: str, values: np.ndarray) -> None:
+            block[:, column[name]] = values
+
         dt = _num(frame, DT)
         values = _row_values(frame)
-        amt = _num(frame, "TransactionAmt")
-        out["hour"] = (dt % DAY) // 3600
-        out["amt_decimals3"] = values["amt_decimals3"]
-        out["amt_cents"] = np.round(amt - np.floor(amt), 3)
-        out["email_mismatch"] = values["email_mismatch"]
-        out["m4_m2"] = values["m4_m2"]
+        amt = values["TransactionAmt"]
+        put("hour", (dt % DAY) // 3600)
+        put("amt_decimals3", values["amt_decimals3"])
+        put("amt_cents", np.round(amt - np.floor(amt), 3))
+        put("email_mismatch", values["email_mismatch"])
+        put("m4_m2", values["m4_m2"])
         for col, table in self.frequencies.items():
-            pos = pd.Index(table["values"]).get_indexer(_freq_values(frame, col))
-            out[f"freq_{col}"] = np.where(pos >= 0, np.asarray(table["shares"] + [0.0])[pos], 0.0)
+            if col not in self._lookup:
+                self._lookup[col] = (pd.Index(table["values"]), np.asarray(table["shares"] + [0.0]))
+            index, shares = self._lookup[col]
+            pos = index.get_indexer(_freq_values(frame, col))
+            put(f"freq_{col}", np.where(pos >= 0, shares[pos], 0.0))
         dt_i = np.nan_to_num(dt, nan=0).astype(np.int64)
+        seen_before = np.where(dt_i <= self.fitted_dt_max, dt_i - round(self.lag_days * DAY), dt_i)
         for name, key in _uid_parts(frame).items():
-            out.update(self._key_features(name, self.histories[name], key, dt_i, values))
-        for col in self.raw_numeric:
-            out[col] = _num(frame, col)
+            hist = self.histories[name]
+            for feature, x in self._key_features(name, hist, key, dt_i, seen_before, values).items():
+                put(feature, x)
+        raw = [column[c] for c in self.raw_numeric]
+        block[:, raw] = _numeric_block(frame, self.raw_numeric)
         for col in self.categorical_features:
-            codes = pd.Categorical(_text(frame, col), categories=self.categories[col]).codes  # -1: missing/unknown
-            out[col] = np.where(codes >= 0, codes, np.nan)
-        names = self.feature_names
-        return pd.DataFrame({k: np.asarray(out[k], dtype=np.float32) for k in names}, index=pd.RangeIndex(n))
+            if ("cat", col) not in self._lookup:
+                self._lookup["cat", col] = pd.Index(self.categories[col])
+            codes = self._lookup["cat", col].get_indexer(_text(frame, col))  # -1: missing or not seen in the fit
+            put(col, np.where(codes >= 0, codes, np.nan))
+        return pd.DataFrame(block, columns=names, copy=False)
 
-    def _key_features(self, name: str, hist: KeyHistory, key, dt, values) -> dict[str, np.ndarray]:
-        start, end, _ = hist.lookup(key, dt)
+    def _key_features(self, name: str, hist: KeyHistory, key, dt, seen_before, values) -> dict[str, np.ndarray]:
+        start, end, _ = hist.lookup(key, seen_before)
         n_prev = (end - start).astype(np.float64)
         has = n_prev > 0
         first_dt = hist.dt[np.minimum(start, len(hist.dt) - 1)] if len(hist.dt) else np.zeros(len(dt))
-        last_dt = hist.dt[np.maximum(end - 1, 0)] if len(hist.dt) else np.zeros(len(dt))
+        # No "time since the last row" or "rows in the last days": for rows scored after the state was fitted
+        # (the holdout, the service) the key's latest rows are not in the state, so those would be stale.
         out = {
             f"{name}_n_prev": n_prev,
             f"{name}_days_since_first": np.where(has, (dt - first_dt) / DAY, np.nan),
-            f"{name}_hours_since_last": np.where(has, (dt - last_dt) / 3600, np.nan),
         }
-        means = {}
-        for v in AGG_VALUES:
-            s = hist.sums[v][end] - hist.sums[v][start]
-            c = hist.counts[v][end] - hist.counts[v][start]
-            means[v] = np.where(c > 0, s / np.maximum(c, 1), np.nan)
-            out[f"{name}_mean_{v}"] = means[v]
-        for d in RECENT_DAYS:
-            _, r_end, _ = hist.lookup(key, dt - int(d * DAY))
-            out[f"{name}_n_{d:g}d"] = (end - np.maximum(r_end, start)).astype(np.float64)
-        r_end_last = r_end  # window of the longest recent period
-        lo = np.maximum(r_end_last, start)
-        s = hist.sums["TransactionAmt"][end] - hist.sums["TransactionAmt"][lo]
-        c = hist.counts["TransactionAmt"][end] - hist.counts["TransactionAmt"][lo]
-        recent_mean = np.where(c > 0, s / np.maximum(c, 1), np.nan)
-        amt = values["TransactionAmt"]
-        out[f"{name}_amt_ratio"] = amt / means["TransactionAmt"]
-        out[f"{name}_amt_ratio_{RECENT_DAYS[-1]:g}d"] = recent_mean / means["TransactionAmt"]
-        out[f"{name}_c1_diff"] = values["C1"] - means["C1"]
+        last = np.maximum(end - LAST_ROWS, start)
+        first = np.minimum(start + LAST_ROWS, end)  # the key's first rows: its behaviour before any compromise
+        for v in _key_values(name):
+            mean = _window_mean(hist, v, start, end)
+            out[f"{name}_mean_{v}"] = mean
+            out[f"{name}_last{LAST_ROWS}_{v}"] = _window_mean(hist, v, last, end) - mean
+            out[f"{name}_dev_{v}"] = values[v] - mean
+            out[f"{name}_vs_first_{v}"] = values[v] - _window_mean(hist, v, start, first)
+        out[f"{name}_amt_ratio"] = values["TransactionAmt"] / out[f"{name}_mean_TransactionAmt"]
         return out
 
     # ---- persistence ----
@@ -389,7 +463,9 @@ class FeatureState:
             "frequency_columns": list(FREQUENCY_COLUMNS),
             "agg_values": list(AGG_VALUES),
             "agg_keys": list(AGG_KEYS),
-            "recent_days": list(RECENT_DAYS),
+            "card_values": list(CARD_VALUES),
+            "last_rows": LAST_ROWS,
+            "lag_days": self.lag_days,
         }
 
     def fingerprint(self) -> str:
@@ -442,6 +518,7 @@ class FeatureState:
             meta["raw_numeric"],
             meta["fitted_rows"],
             meta["fitted_dt_max"],
+            meta["settings"]["lag_days"],
         )
 
 

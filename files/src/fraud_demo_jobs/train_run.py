@@ -91,7 +91,9 @@ def _train_log_register(s, st, tr, cv, split, events, vdir: Path) -> None:
     _log_inputs(s, tr, cv, split, vdir)
 
     t = time.monotonic()
-    state = F.FeatureState.fit(split.history)
+    # Training rows see their client's history as stale as rows scored after the fit will (the split's gap and
+    # half its holdout), so the model learns from features shaped like those it is evaluated and served on.
+    state = F.FeatureState.fit(split.history, lag_days=s.split.scoring_lag_days())
     X_train, X_valid, X_hold = (state.transform(p) for p in (split.train, split.valid, split.holdout))
     y_hold = split.holdout[C.LABEL].to_numpy()
     st.phase_seconds["features"] = time.monotonic() - t
@@ -103,6 +105,7 @@ def _train_log_register(s, st, tr, cv, split, events, vdir: Path) -> None:
         split.valid[C.LABEL].to_numpy(),
         s.params,
         categorical=state.categorical_features,
+        train_time=split.train[F.DT].to_numpy(),
     )
     st.phase_seconds["train"] = time.monotonic() - t
     events("trained", best_iteration=booster.best_iteration, features=len(state.feature_names))
