@@ -13,7 +13,10 @@
 #
 # Environment: FRAUD_DEMO_NODE_ADDR (127.0.0.2), FRAUD_DEMO_NODE_PORT (2222),
 #              FRAUD_DEMO_NODE_BOOT_TIMEOUT (30 s), FRAUD_DEMO_NODE_STOP_TIMEOUT (15 s),
-#              FRAUD_DEMO_NODE_TMPFS (unset; e.g. 8G: keep the node's tree in a tmpfs of that size, in RAM).
+#              FRAUD_DEMO_NODE_TMPFS (unset; e.g. 8G: keep the node's tree in a tmpfs of that size, in RAM),
+#              FRAUD_DEMO_NODE_PIP_CACHE (.cache/node-pip; empty: none): a host directory bind-mounted into every
+#              node for the job user's pip: a wheelhouse of the pinned requirements (files/requirements-*.txt,
+#              fetched on the host when they change) that replaces the index when complete, and pip's cache.
 # After `up`, .sandbox/node/env and .sandbox/node/ssh_config describe how to reach the node.
 # build/up/down need root (debootstrap, systemd-nspawn). Apart from what systemd-nspawn and debootstrap do
 # themselves, nothing outside the repository is touched.
@@ -57,6 +60,8 @@ PORT=${FRAUD_DEMO_NODE_PORT:-2222}
 BOOT_TIMEOUT=${FRAUD_DEMO_NODE_BOOT_TIMEOUT:-30}
 STOP_TIMEOUT=${FRAUD_DEMO_NODE_STOP_TIMEOUT:-15}
 TMPFS_SIZE=${FRAUD_DEMO_NODE_TMPFS:-}
+PIP_CACHE=${FRAUD_DEMO_NODE_PIP_CACHE-.cache/node-pip}
+NODE_PIP_CACHE=/var/cache/fraud-demo-pip
 
 log() { printf 'sandbox-node: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -503,6 +508,37 @@ Host $MACHINE
 EOF
 }
 
+# The node's pinned requirements as files on the host (pip download: what the host's Python, also 3.11 on
+# glibc x86_64 like the node's, would install), refreshed only when a requirements file changed. A failure
+# only costs the speed-up: the node then downloads from the index as on AWS.
+fill_wheelhouse() {
+  local reqs=() f stamp pip_pin ok=1
+  for f in files/requirements-node.txt files/requirements-mlflow.txt; do [ -f "$f" ] && reqs+=("$f"); done
+  # The pip that node_python puts into every venv.
+  pip_pin=$(sed -n 's/^node_python_pip_version: *"\{0,1\}\([0-9.]*\)"\{0,1\}$/pip==\1/p' roles/node_python/defaults/main.yml)
+  mkdir -p "$PIP_CACHE/wheels" "$PIP_CACHE/http"
+  chown "$NODE_UID:$NODE_UID" "$PIP_CACHE/http"
+  [ ${#reqs[@]} -gt 0 ] && [ -n "$pip_pin" ] || return 0
+  stamp=$( { cat "${reqs[@]}"; echo "$pip_pin"; } | sha256sum | cut -c1-16)
+  [ "$(cat "$PIP_CACHE/wheels/.stamp" 2>/dev/null)" = "$stamp" ] && return 0
+  rm -f "$PIP_CACHE/wheels/.stamp"
+  log "filling the node's wheelhouse $PIP_CACHE/wheels from ${reqs[*]} (once per change of them)"
+  : >"$PIP_CACHE/download.log"
+  # One file at a time: each is a venv of its own, and their pins may differ (numpy of the jobs and of MLflow).
+  # pip wheel, not download: a package published only as an sdist is built here once, so the node needs no
+  # build dependencies from the index.
+  for f in "${reqs[@]}" "$pip_pin"; do
+    case "$f" in *.txt) set -- -r "$f" ;; *) set -- "$f" ;; esac
+    .venv/bin/python -m pip wheel --quiet --disable-pip-version-check -w "$PIP_CACHE/wheels" "$@" \
+      >>"$PIP_CACHE/download.log" 2>&1 || ok=0
+  done
+  if [ "$ok" = 1 ]; then
+    printf '%s\n' "$stamp" >"$PIP_CACHE/wheels/.stamp"
+  else
+    log "WARNING: pip download failed (see $PIP_CACHE/download.log); the node downloads from the index"
+  fi
+}
+
 boot_node() {
   local image=$1 abs pid t0 t1 deadline child
   abs=$(realpath -m "$ROOTFS")
@@ -516,6 +552,20 @@ boot_node() {
   # The key and the listen address may differ from those baked into the image.
   install_authorized_key "$ROOTFS"
   write_sshd_config "$ROOTFS"
+  local bind=()
+  if [ -n "$PIP_CACHE" ]; then
+    # Sandbox only (the image and the AWS path have none of it): the job user's pip finds the pinned wheels
+    # on the host first (find-links wins a tie with the index), so a fresh node does not fetch them again.
+    fill_wheelhouse
+    bind=(--bind="$(realpath "$PIP_CACHE"):$NODE_PIP_CACHE")
+    install -d -m 0755 -o "$NODE_UID" -g "$NODE_UID" "$ROOTFS/home/$NODE_USER/.config" "$ROOTFS/home/$NODE_USER/.config/pip"
+    # pip takes the index's copy over an equal local file, so a complete wheelhouse replaces the index.
+    {
+      printf '[global]\nfind-links = %s/wheels\ncache-dir = %s/http\n' "$NODE_PIP_CACHE" "$NODE_PIP_CACHE"
+      if [ -s "$PIP_CACHE/wheels/.stamp" ]; then printf 'no-index = true\n'; fi
+    } >"$ROOTFS/home/$NODE_USER/.config/pip/pip.conf"
+    chown "$NODE_UID:$NODE_UID" "$ROOTFS/home/$NODE_USER/.config/pip/pip.conf"
+  fi
   : >"$CONSOLE_LOG"
   rm -f "$PID_FILE"
   t1=$(date +%s.%N)
@@ -523,7 +573,7 @@ boot_node() {
   # shellcheck disable=SC2016 # $$ and $1 belong to the inner bash
   setsid --fork bash -c 'echo $$ >"$1"; shift; exec "$@"' sandbox-node "$PID_FILE" \
     systemd-nspawn --boot --register=no --keep-unit --link-journal=no --resolv-conf=replace-host \
-    --console=read-only --machine="$MACHINE" -D "$abs" \
+    --console=read-only --machine="$MACHINE" "${bind[@]}" -D "$abs" \
     </dev/null >>"$CONSOLE_LOG" 2>&1 9>&-
   deadline=$((SECONDS + 5))
   until [ -s "$PID_FILE" ]; do
