@@ -100,10 +100,19 @@ class TimeSplit:
 
 def model_frame(transaction: pd.DataFrame, identity: pd.DataFrame) -> pd.DataFrame:
     """Transactions with their identity row (left join on TransactionID), in time order (stable), index reset."""
+    # Sort the transactions (only when they are not in order already: the raw files are) before the join, whose
+    # left order it keeps: one copy of the wide table fewer at the peak (11.4 -> ~6 GiB at full scale).
+    if not _in_time_order(transaction):
+        transaction = transaction.sort_values([DT, C.KEY], kind="stable", ignore_index=True)
     ident = identity.drop(columns=[c for c in identity.columns if c in transaction.columns and c != C.KEY])
-    frame = transaction.merge(ident, on=C.KEY, how="left", sort=False, validate="one_to_one")
-    frame = frame.sort_values([DT, C.KEY], kind="stable").reset_index(drop=True)
-    return frame
+    return transaction.merge(ident, on=C.KEY, how="left", sort=False, validate="one_to_one")
+
+
+def _in_time_order(frame: pd.DataFrame) -> bool:
+    """Whether rows are sorted by (TransactionDT, TransactionID)."""
+    dt = np.diff(frame[DT].to_numpy(dtype=np.int64))
+    key = np.diff(frame[C.KEY].to_numpy(dtype=np.int64))
+    return bool(np.all((dt > 0) | ((dt == 0) & (key > 0))))
 
 
 def time_split(frame: pd.DataFrame, spec: SplitSpec) -> TimeSplit:
