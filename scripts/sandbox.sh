@@ -17,6 +17,8 @@ PIDFILE=$DIR/moto.pid
 LOG=$DIR/moto.log
 ENVFILE=$DIR/env
 ENDPOINT="http://$ADDR:$PORT"
+# The node's MLflow tracking server (roles/mlflow_server): it binds the node's own loopback address.
+MLFLOW_URI="http://${FRAUD_DEMO_NODE_ADDR:-127.0.0.2}:${FRAUD_DEMO_MLFLOW_PORT:-5000}"
 
 log() { printf 'sandbox: %s\n' "$*" >&2; }
 
@@ -45,13 +47,15 @@ PY
 write_env() {
   mkdir -p "$DIR"
   cat >"$ENVFILE.tmp" <<ENV
-# fraud-demo sandbox: source this file to point boto3, the aws CLI and Ansible at the local emulator.
+# fraud-demo sandbox: source this file to point boto3, the aws CLI and Ansible at the local emulator,
+# and MLflow clients (or a browser: \$MLFLOW_TRACKING_URI) at the node's tracking server.
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN
 export AWS_ENDPOINT_URL=$ENDPOINT
 export AWS_DEFAULT_REGION=$REGION
 export AWS_REGION=$REGION
 export AWS_ACCESS_KEY_ID=$ACCESS_KEY
 export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
+export MLFLOW_TRACKING_URI=$MLFLOW_URI
 ENV
   mv "$ENVFILE.tmp" "$ENVFILE"
 }
