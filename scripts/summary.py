@@ -32,9 +32,10 @@ EXPERIMENT = "fraud-demo"
 MLFLOW_PORT = 5000
 CHAMPION = "champion"
 # What fraud-demo-train records on its run: tags, holdout metrics (in this order), the plots' artifact folder.
-DATASET_VERSION_TAG = "dataset_version"
-DECISION_TAG = "decision"
-REASON_TAG = "reason"
+DATASET_VERSION_TAG = "fraud_demo.dataset_version"
+DECISION_TAG = "fraud_demo.decision"
+REASON_TAG = "fraud_demo.reason"
+METRIC_PREFIX = "holdout_"
 METRICS = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "precision_at_top_1pct")
 PLOTS_DIR = "plots"
 # A summary, not a progress display: MLflow would draw a bar for every download.
@@ -126,7 +127,7 @@ def tracking_server_problem(uri, timeout=5):
 
 def metric_line(metrics):
     """The holdout metrics in a fixed order (those the run logged), 4 decimals."""
-    shown = [f"{name}={metrics[name]:.4f}" for name in METRICS if name in metrics]
+    shown = [f"{name}={metrics[METRIC_PREFIX + name]:.4f}" for name in METRICS if METRIC_PREFIX + name in metrics]
     return "  ".join(shown) or "(no holdout metrics logged)"
 
 

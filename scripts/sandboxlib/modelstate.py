@@ -29,6 +29,10 @@ MODEL_NAME = "fraud-detector"
 PLOTS = ("roc.png", "pr.png", "feature_importance.png")
 REGISTRY_DB = "mlflow.db"
 SQLITE_MAGIC = b"SQLite format 3\x00"
+# The tags fraud-demo-train puts on its runs.
+DATASET_VERSION_TAG = "fraud_demo.dataset_version"
+RAW_VERSIONS_TAG = "fraud_demo.raw_version_ids"
+CODE_VERSION_TAG = "fraud_demo.code_version"
 
 
 def snapshot(client, name):
@@ -95,14 +99,14 @@ def check_model(session, bucket, client, name=MODEL_NAME, dataset=layout.DEFAULT
     pointer = json.loads(s3.get_object(Bucket=bucket, Key=layout.latest_key(dataset))["Body"].read())
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=pointer["manifest"])["Body"].read())
     tags = run.data.tags
-    values = " ".join(tags.values())
-    if pointer["version"] not in tags.values():
-        problems.append(f"{where}: no tag holds the dataset version {pointer['version']} (tags {sorted(tags)})")
-    missing = [s["key"] for s in manifest["source"] if s["version_id"] and s["version_id"] not in values]
+    if tags.get(DATASET_VERSION_TAG) != pointer["version"]:
+        problems.append(f"{where}: {DATASET_VERSION_TAG}={tags.get(DATASET_VERSION_TAG)}, not {pointer['version']}")
+    raw = tags.get(RAW_VERSIONS_TAG, "")
+    missing = [s["key"] for s in manifest["source"] if not s["version_id"] or s["version_id"] not in raw]
     if missing:
-        problems.append(f"{where}: the tags lack the raw VersionIds of {missing}")
-    if not any("code" in k and v for k, v in tags.items()):
-        problems.append(f"{where}: no code version tag (tags {sorted(tags)})")
+        problems.append(f"{where}: {RAW_VERSIONS_TAG} lacks the VersionIds of {missing} ({raw!r})")
+    if not tags.get(CODE_VERSION_TAG):
+        problems.append(f"{where}: no {CODE_VERSION_TAG} tag")
 
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=layout.MODELS)
     keys = {o["Key"] for page in pages for o in page.get("Contents", [])}

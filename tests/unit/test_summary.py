@@ -165,8 +165,17 @@ def test_model_section_shows_the_champion_the_last_decision_and_copies_the_plots
         client,
         experiment,
         1_700_000_000_000,
-        {"dataset_version": "3f2a9c", "decision": "champion", "reason": "no champion yet; AUC 0.9123 >= 0.75"},
-        {"roc_auc": 0.91234, "pr_auc": 0.5, "recall_at_1pct_fpr": 0.25, "precision_at_top_1pct": 0.75},
+        {
+            "fraud_demo.dataset_version": "3f2a9c",
+            "fraud_demo.decision": "champion",
+            "fraud_demo.reason": "no champion yet; AUC 0.9123 >= 0.75",
+        },
+        {
+            "holdout_roc_auc": 0.91234,
+            "holdout_pr_auc": 0.5,
+            "holdout_recall_at_1pct_fpr": 0.25,
+            "holdout_precision_at_top_1pct": 0.75,
+        },
         {"roc.png": ROC_PNG, "pr.png": PR_PNG},
         tmp_path / "work",
     )
@@ -175,8 +184,12 @@ def test_model_section_shows_the_champion_the_last_decision_and_copies_the_plots
         client,
         experiment,
         1_700_000_600_000,
-        {"dataset_version": "77bb01", "decision": "challenger", "reason": "AUC 0.8000 below the champion's 0.9100"},
-        {"roc_auc": 0.8},
+        {
+            "fraud_demo.dataset_version": "77bb01",
+            "fraud_demo.decision": "challenger",
+            "fraud_demo.reason": "AUC 0.8000 below the champion's 0.9100",
+        },
+        {"holdout_roc_auc": 0.8},
         {},
         tmp_path / "work",
     )
@@ -212,8 +225,12 @@ def test_model_section_without_a_champion_or_a_model(registry, tmp_path):
         client,
         experiment,
         1_700_000_000_000,
-        {"dataset_version": "bad", "decision": "challenger", "reason": "AUC 0.5100 below the guardrail 0.75"},
-        {"roc_auc": 0.51},
+        {
+            "fraud_demo.dataset_version": "bad",
+            "fraud_demo.decision": "challenger",
+            "fraud_demo.reason": "AUC 0.5100 below the guardrail 0.75",
+        },
+        {"holdout_roc_auc": 0.51},
         {},
         tmp_path / "work",
     )
