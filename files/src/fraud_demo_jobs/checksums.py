@@ -104,3 +104,14 @@ def remote_parts(remote: dict) -> int:
         if dash and suffix.isdigit():
             return int(suffix)
     return int(remote.get("PartsCount") or 0)
+
+
+def code_version_of(modules: tuple[str, ...]) -> str:
+    """The package version plus a hash of the named modules of the package: what a job's output depends on."""
+    from . import __version__
+
+    h = hashlib.sha256()
+    for mod in modules:
+        with open(os.path.join(os.path.dirname(__file__), mod), "rb") as f:
+            h.update(f.read())
+    return f"{__version__}+{h.hexdigest()[:12]}"

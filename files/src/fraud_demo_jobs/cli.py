@@ -54,6 +54,30 @@ def sigterm_raises():
             signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def signals_deferred():
+    """While inside, SIGTERM and SIGINT are held back, and raised (Terminated / KeyboardInterrupt) on the way out:
+    for a few calls that must all happen or none (a registration and its alias). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum, frame):
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if signal.SIGTERM in held:
+        raise Terminated()
+    if signal.SIGINT in held:
+        raise KeyboardInterrupt()
+
+
 def print_summary(summary: dict) -> None:
     """The job's last line on stdout."""
     print(json.dumps(summary), flush=True)

@@ -14,14 +14,12 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import pandera
 
-from . import __version__
 from . import ieee_schema as S
 from .aws import S3Bucket
-from .checksums import file_sha256
+from .checksums import code_version_of, file_sha256
 from .curate import TableResult, combined_fraud_rate, row_totals
 
 MANIFEST_FORMAT = 1
@@ -31,10 +29,7 @@ CURATED_BY = ("curate.py", "ieee_contract.py", "ieee_schema.py", "ingest.py", "m
 
 def code_version() -> str:
     """The package version plus a hash of the code that decides the curated output."""
-    h = hashlib.sha256()
-    for mod in CURATED_BY:
-        h.update((Path(__file__).parent / mod).read_bytes())
-    return f"{__version__}+{h.hexdigest()[:12]}"
+    return code_version_of(CURATED_BY)
 
 
 @dataclass
