@@ -20,21 +20,23 @@ import mlflow.artifacts
 from botocore.exceptions import BotoCoreError, ClientError
 
 # The jobs package (installed in .venv by `make setup`) owns the lake's layout and the telemetry names.
-from fraud_demo_jobs import layout
+from fraud_demo_jobs import layout, tracking
 from fraud_demo_jobs.telemetry import DEFAULT_LOG_GROUP, stream_prefix
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 PURPOSE = "fraud-demo"
-# The registry's names (the train stage's defaults: fraud_demo_model_name, train_experiment, fraud_demo_mlflow_port).
-MODEL_NAME = "fraud-detector"
-EXPERIMENT = "fraud-demo"
+# The registry's names: the train job's defaults (fraud_demo_model_name, train_experiment), and the tracking
+# server's port on the node (fraud_demo_mlflow_port) for the SSM port forwarding on AWS.
+MODEL_NAME = tracking.DEFAULT_MODEL_NAME
+EXPERIMENT = tracking.DEFAULT_EXPERIMENT
 MLFLOW_PORT = 5000
 CHAMPION = "champion"
-# What fraud-demo-train records on its run: tags, holdout metrics (in this order), the plots' artifact folder.
-DATASET_VERSION_TAG = "fraud_demo.dataset_version"
-DECISION_TAG = "fraud_demo.decision"
-REASON_TAG = "fraud_demo.reason"
+# What fraud-demo-train records on its run: tags, holdout metrics (in this order, logged with this prefix), and
+# the artifact folder of its plots.
+DATASET_VERSION_TAG = tracking.TAG_DATASET_VERSION
+DECISION_TAG = tracking.TAG_DECISION
+REASON_TAG = tracking.TAG_REASON
 METRIC_PREFIX = "holdout_"
 METRICS = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "precision_at_top_1pct")
 PLOTS_DIR = "plots"
@@ -225,7 +227,7 @@ def main(argv=None):
     parser.add_argument("--project", default=os.environ.get("FRAUD_DEMO_NAME", "fraud-demo"))
     parser.add_argument("--log-group", default=DEFAULT_LOG_GROUP)
     parser.add_argument("--dataset", default=layout.default_dataset())
-    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", ""))
+    parser.add_argument("--tracking-uri", default=os.environ.get(tracking.TRACKING_URI_ENV, ""))
     parser.add_argument("--model-name", default=MODEL_NAME)
     parser.add_argument("--experiment", default=EXPERIMENT)
     parser.add_argument("--mlflow-port", type=int, default=MLFLOW_PORT, help="the tracking server's port on the node")

@@ -22,17 +22,17 @@ import tempfile
 
 import boto3
 from awsstate import Names
-from fraud_demo_jobs import layout
+from fraud_demo_jobs import layout, tracking
 from mlflow.tracking import MlflowClient
 
-MODEL_NAME = "fraud-detector"
+MODEL_NAME = tracking.DEFAULT_MODEL_NAME
 PLOTS = ("roc.png", "pr.png", "feature_importance.png")
 REGISTRY_DB = "mlflow.db"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # The tags fraud-demo-train puts on its runs.
-DATASET_VERSION_TAG = "fraud_demo.dataset_version"
-RAW_VERSIONS_TAG = "fraud_demo.raw_version_ids"
-CODE_VERSION_TAG = "fraud_demo.code_version"
+DATASET_VERSION_TAG = tracking.TAG_DATASET_VERSION
+RAW_VERSIONS_TAG = tracking.TAG_RAW_VERSIONS
+CODE_VERSION_TAG = tracking.TAG_CODE_VERSION
 
 
 def snapshot(client, name):
@@ -129,7 +129,7 @@ def main(argv=None):
     parser.add_argument("--project", default="fraud-demo")
     parser.add_argument("--dataset", default=layout.DEFAULT_DATASET)
     parser.add_argument("--model-name", default=MODEL_NAME)
-    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
+    parser.add_argument("--tracking-uri", default=os.environ.get(tracking.TRACKING_URI_ENV))
     parser.add_argument("--versions", type=int, help="expect exactly this many versions of the model")
     args = parser.parse_args(argv)
     if not args.tracking_uri:
