@@ -24,7 +24,7 @@ DATASET = "ieee-fraud-detection"
 @pytest.fixture
 def aws(monkeypatch):
     """An empty in-process AWS; nothing from the shell (a sourced .sandbox/env) leaks in."""
-    for key in [k for k in os.environ if k.startswith("AWS_")]:
+    for key in [k for k in os.environ if k.startswith(("AWS_", "MLFLOW_"))]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -75,6 +75,8 @@ def test_whole_summary_on_an_empty_account_degrades_to_notes(aws, capsys):
     out = capsys.readouterr().out
     assert f"(nothing ingested yet: no curated/{DATASET}/latest; run playbooks/ingest.yml)" in out
     assert f"(no log group {GROUP})" in out
+    assert "Model (fraud-detector, MLflow registry):\n  (no tracking server given: set MLFLOW_TRACKING_URI" in out
+    assert "MLflow UI:\n  aws ssm start-session --target <instance id> --document-name" in out
 
 
 def test_latest_is_followed_to_its_manifest(aws):
