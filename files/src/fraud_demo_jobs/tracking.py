@@ -7,6 +7,7 @@ the registered model's aliases (``fraud_demo_jobs.gate``) say what is served.
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -35,10 +36,14 @@ HOW_TO_START = (
 
 def client_defaults() -> None:
     """Fail in seconds, not minutes, when the server is gone: MLflow's client retries 7 times with backoff 2
-    (about 4 minutes) by default. A user's own MLFLOW_HTTP_* settings win."""
+    (about 4 minutes) by default. A user's own MLFLOW_* settings win."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    # A job's output is its event lines and the JSON summary, not progress bars and run URLs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
