@@ -9,16 +9,39 @@ import argparse
 import json
 import os
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from datetime import datetime, timezone
+from pathlib import Path
 
 import boto3
+import mlflow.artifacts
 from botocore.exceptions import BotoCoreError, ClientError
 
 # The jobs package (installed in .venv by `make setup`) owns the lake's layout and the telemetry names.
-from fraud_demo_jobs import layout
+from fraud_demo_jobs import layout, tracking
 from fraud_demo_jobs.telemetry import DEFAULT_LOG_GROUP, stream_prefix
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 PURPOSE = "fraud-demo"
+# The registry's names: the train job's defaults (fraud_demo_model_name, train_experiment), and the tracking
+# server's port on the node (fraud_demo_mlflow_port) for the SSM port forwarding on AWS.
+MODEL_NAME = tracking.DEFAULT_MODEL_NAME
+EXPERIMENT = tracking.DEFAULT_EXPERIMENT
+MLFLOW_PORT = 5000
+CHAMPION = "champion"
+# What fraud-demo-train records on its run: tags, holdout metrics (in this order, logged with this prefix), and
+# the artifact folder of its plots.
+DATASET_VERSION_TAG = tracking.TAG_DATASET_VERSION
+DECISION_TAG = tracking.TAG_DECISION
+REASON_TAG = tracking.TAG_REASON
+METRIC_PREFIX = "holdout_"
+METRICS = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "precision_at_top_1pct")
+PLOTS_DIR = "plots"
+# A summary, not a progress display: MLflow would draw a bar for every download.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def tags_of(pairs):
@@ -89,6 +112,112 @@ def ingest_log_lines(logs, log_group, count=5):
     return out
 
 
+def tracking_server_problem(uri, timeout=5):
+    """Why the tracking server at `uri` cannot be used, or None when it answers /health (a local store always can).
+
+    Asked first because MLflow's client retries a refused connection for minutes before it gives up.
+    """
+    if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
+        return None
+    try:
+        # Only http(s) gets here (checked above): the URL is the tracking server's.
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as answer:  # noqa: S310
+            return None if answer.status == 200 else f"/health answered {answer.status}"
+    except (urllib.error.URLError, OSError) as e:
+        return f"no answer from {uri}/health ({getattr(e, 'reason', e)})"
+
+
+def metric_line(metrics):
+    """The holdout metrics in a fixed order (those the run logged), 4 decimals."""
+    shown = [f"{name}={metrics[METRIC_PREFIX + name]:.4f}" for name in METRICS if METRIC_PREFIX + name in metrics]
+    return "  ".join(shown) or "(no holdout metrics logged)"
+
+
+def copy_plots(client, run_id, tracking_uri, dest):
+    """Download the run's plots/ artifacts into `dest`; the local PNG paths, sorted ([] when it logged none)."""
+    if not client.list_artifacts(run_id, PLOTS_DIR):
+        return []
+    dest.mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=PLOTS_DIR, dst_path=str(dest), tracking_uri=tracking_uri
+    )
+    return sorted(str(p) for p in Path(local).glob("*.png"))
+
+
+def last_run_line(client, experiment):
+    """The newest run of the experiment: when, its decision and why (the gate's words)."""
+    found = client.get_experiment_by_name(experiment)
+    runs = (
+        client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+        if found
+        else []
+    )
+    if not runs:
+        return f"  last run    (no run in experiment {experiment} yet)"
+    run = runs[0]
+    when = datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    tags = run.data.tags
+    decision = tags.get(DECISION_TAG) or "no decision"
+    reason = f": {tags[REASON_TAG]}" if tags.get(REASON_TAG) else ""
+    return f"  last run    {run.info.run_id}  {when}  {run.info.status}  {decision}{reason}"
+
+
+def model_lines(tracking_uri, plots_root, name=MODEL_NAME, experiment=EXPERIMENT):
+    """The champion (version, dataset version, metrics, run), the last run's decision and the plots, copied to
+    plots_root/<name>-v<version>/. Read through the tracking server, which is what users and the UI see."""
+    if not tracking_uri:
+        return ["  (no tracking server given: set MLFLOW_TRACKING_URI, see 'MLflow UI' below)"]
+    problem = tracking_server_problem(tracking_uri)
+    if problem:
+        return [f"  (tracking server not reachable: {problem}; run playbooks/train.yml, see 'MLflow UI' below)"]
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+        if not versions:
+            return [f"  (no model {name} registered yet; run playbooks/train.yml)", last_run_line(client, experiment)]
+        aliases = client.get_registered_model(name).aliases
+        out = [
+            f"  {name}: {len(versions)} version(s); aliases {', '.join(f'{a}={v}' for a, v in sorted(aliases.items()))}"
+        ]
+        if CHAMPION not in aliases:
+            out.append("  champion    none: no version has passed the promotion gate")
+            out.append(last_run_line(client, experiment))
+            return out
+        version = client.get_model_version_by_alias(name, CHAMPION)
+        run = client.get_run(version.run_id)
+        dataset_version = run.data.tags.get(DATASET_VERSION_TAG, "unknown")
+        out.append(
+            f"  champion    version {version.version}  (dataset version {dataset_version}, run {run.info.run_id})"
+        )
+        out.append(f"  holdout     {metric_line(run.data.metrics)}")
+        out.append(last_run_line(client, experiment))
+        plots = copy_plots(client, run.info.run_id, tracking_uri, plots_root / f"{name}-v{version.version}")
+        if plots:
+            out.append(f"  plots       {Path(plots[0]).parent}/  ({', '.join(Path(p).name for p in plots)})")
+            out.append(f"              copied from the run's artifacts ({run.info.artifact_uri}/{PLOTS_DIR})")
+        else:
+            out.append(f"  plots       (the run logged none under {PLOTS_DIR}/)")
+        return out
+    except MlflowException as e:
+        return [f"  (cannot read the registry at {tracking_uri}: {shorten(str(e).splitlines()[0], 160)})"]
+
+
+def ui_lines(tracking_uri, sandbox, instance_id=None, port=MLFLOW_PORT, name=MODEL_NAME):
+    """How to open the MLflow UI: the sandbox node shares this machine's network, so its address works as is; on
+    AWS the server listens on the instance's loopback only, reached through an SSM port forwarding session."""
+    if sandbox:
+        if not tracking_uri:
+            return ["  (no MLFLOW_TRACKING_URI: . .sandbox/env, written by make sandbox-up, sets it)"]
+        url = f"{tracking_uri.rstrip('/')}/#/models/{name}"
+        return [f"  {url}   (a browser on this machine; any MLflow client after . .sandbox/env)"]
+    return [
+        f"  aws ssm start-session --target {instance_id or '<instance id>'}"
+        f" --document-name AWS-StartPortForwardingSession --parameters portNumber={port},localPortNumber={port}",
+        f"  then open http://localhost:{port}/#/models/{name}; with MLFLOW_TRACKING_URI=http://localhost:{port}"
+        " this summary also shows the champion",
+    ]
+
+
 def shorten(text, width):
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -98,10 +227,18 @@ def main(argv=None):
     parser.add_argument("--project", default=os.environ.get("FRAUD_DEMO_NAME", "fraud-demo"))
     parser.add_argument("--log-group", default=DEFAULT_LOG_GROUP)
     parser.add_argument("--dataset", default=layout.default_dataset())
+    parser.add_argument("--tracking-uri", default=os.environ.get(tracking.TRACKING_URI_ENV, ""))
+    parser.add_argument("--model-name", default=MODEL_NAME)
+    parser.add_argument("--experiment", default=EXPERIMENT)
+    parser.add_argument("--mlflow-port", type=int, default=MLFLOW_PORT, help="the tracking server's port on the node")
+    parser.add_argument(
+        "--plots-dir", type=Path, help="where the champion's plots are copied (.sandbox/plots, or plots)"
+    )
     args = parser.parse_args(argv)
     session = boto3.session.Session()
     region = session.region_name
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    plots_root = args.plots_dir or Path(".sandbox/plots" if endpoint else "plots")
     out = []
     try:
         account = session.client("sts").get_caller_identity()["Account"]
@@ -169,6 +306,11 @@ def main(argv=None):
     out.extend(curated)
     out.append("Ingest log:")
     out.extend(ingest_logs)
+    out.append(f"Model ({args.model_name}, MLflow registry{' at ' + args.tracking_uri if args.tracking_uri else ''}):")
+    out.extend(model_lines(args.tracking_uri, plots_root, args.model_name, args.experiment))
+    out.append("MLflow UI:")
+    instance_id = instances[0]["InstanceId"] if instances else None
+    out.extend(ui_lines(args.tracking_uri, bool(endpoint), instance_id, args.mlflow_port, args.model_name))
     if endpoint:
         out.append("Sandbox node (stands in for the instance; configured by playbooks/configure.yml):")
         out.append("  scripts/sandbox-node.sh ssh 'bash -lc \"fraud-demo-generate --help\"'   # jobs on PATH")

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ DATASET = "ieee-fraud-detection"
 @pytest.fixture
 def aws(monkeypatch):
     """An empty in-process AWS; nothing from the shell (a sourced .sandbox/env) leaks in."""
-    for key in [k for k in os.environ if k.startswith("AWS_")]:
+    for key in [k for k in os.environ if k.startswith(("AWS_", "MLFLOW_"))]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -74,6 +75,8 @@ def test_whole_summary_on_an_empty_account_degrades_to_notes(aws, capsys):
     out = capsys.readouterr().out
     assert f"(nothing ingested yet: no curated/{DATASET}/latest; run playbooks/ingest.yml)" in out
     assert f"(no log group {GROUP})" in out
+    assert "Model (fraud-detector, MLflow registry):\n  (no tracking server given: set MLFLOW_TRACKING_URI" in out
+    assert "MLflow UI:\n  aws ssm start-session --target <instance id> --document-name" in out
 
 
 def test_latest_is_followed_to_its_manifest(aws):
@@ -117,3 +120,153 @@ def test_last_events_of_the_newest_ingest_stream(aws):
     assert 'n=6  raw="xxx' in lines[-1]
     assert lines[-1].endswith("…")
     assert "job=" not in lines[-1]
+
+
+# The "Model" and "MLflow UI" sections, against a registry in a local MLflow store (the same client calls as
+# against the tracking server; MLflow keeps its file store for exactly such uses behind this switch).
+MODEL = "fraud-detector"
+ROC_PNG = b"\x89PNG\r\n\x1a\n roc curve"
+PR_PNG = b"\x89PNG\r\n\x1a\n pr curve"
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (tmp_path / "mlruns").as_uri()
+    return uri, MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def logged_run(client, experiment_id, start, tags, metrics, plots, work):
+    """A finished run with these tags, metrics and plots/ artifacts (name -> bytes); its id."""
+    run_id = client.create_run(experiment_id, start_time=start, tags=tags).info.run_id
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value)
+    if plots:
+        folder = work / run_id
+        folder.mkdir(parents=True)
+        for name, body in plots.items():
+            (folder / name).write_bytes(body)
+        client.log_artifacts(run_id, str(folder), "plots")
+    client.set_terminated(run_id)
+    return run_id
+
+
+def register(client, run_id, alias):
+    version = client.create_model_version(MODEL, source=f"runs:/{run_id}/model", run_id=run_id).version
+    client.set_registered_model_alias(MODEL, alias, version)
+    return version
+
+
+def test_model_section_shows_the_champion_the_last_decision_and_copies_the_plots(registry, tmp_path):
+    uri, client = registry
+    experiment = client.create_experiment("fraud-demo")
+    client.create_registered_model(MODEL)
+    champion_run = logged_run(
+        client,
+        experiment,
+        1_700_000_000_000,
+        {
+            "fraud_demo.dataset_version": "3f2a9c",
+            "fraud_demo.decision": "champion",
+            "fraud_demo.reason": "no champion yet; AUC 0.9123 >= 0.75",
+        },
+        {
+            "holdout_roc_auc": 0.91234,
+            "holdout_pr_auc": 0.5,
+            "holdout_recall_at_1pct_fpr": 0.25,
+            "holdout_precision_at_top_1pct": 0.75,
+        },
+        {"roc.png": ROC_PNG, "pr.png": PR_PNG},
+        tmp_path / "work",
+    )
+    register(client, champion_run, "champion")
+    newer = logged_run(
+        client,
+        experiment,
+        1_700_000_600_000,
+        {
+            "fraud_demo.dataset_version": "77bb01",
+            "fraud_demo.decision": "challenger",
+            "fraud_demo.reason": "AUC 0.8000 below the champion's 0.9100",
+        },
+        {"holdout_roc_auc": 0.8},
+        {},
+        tmp_path / "work",
+    )
+    register(client, newer, "challenger")
+
+    lines = summary.model_lines(uri, tmp_path / "plots")
+    assert lines[0] == f"  {MODEL}: 2 version(s); aliases challenger=2, champion=1"
+    assert lines[1] == f"  champion    version 1  (dataset version 3f2a9c, run {champion_run})"
+    assert (
+        lines[2]
+        == "  holdout     roc_auc=0.9123  pr_auc=0.5000  recall_at_1pct_fpr=0.2500  precision_at_top_1pct=0.7500"
+    )
+    assert lines[3] == (
+        f"  last run    {newer}  2023-11-14 22:23:20 UTC  FINISHED  challenger: AUC 0.8000 below the champion's 0.9100"
+    )
+    copied = tmp_path / "plots" / f"{MODEL}-v1" / "plots"
+    assert lines[4] == f"  plots       {copied}/  (pr.png, roc.png)"
+    assert (copied / "roc.png").read_bytes() == ROC_PNG
+    assert (copied / "pr.png").read_bytes() == PR_PNG
+    # Run again (make demo twice): the same lines, the copies overwritten in place.
+    assert summary.model_lines(uri, tmp_path / "plots") == lines
+
+
+def test_model_section_without_a_champion_or_a_model(registry, tmp_path):
+    uri, client = registry
+    experiment = client.create_experiment("fraud-demo")
+    assert summary.model_lines(uri, tmp_path) == [
+        f"  (no model {MODEL} registered yet; run playbooks/train.yml)",
+        "  last run    (no run in experiment fraud-demo yet)",
+    ]
+    client.create_registered_model(MODEL)
+    run = logged_run(
+        client,
+        experiment,
+        1_700_000_000_000,
+        {
+            "fraud_demo.dataset_version": "bad",
+            "fraud_demo.decision": "challenger",
+            "fraud_demo.reason": "AUC 0.5100 below the guardrail 0.75",
+        },
+        {"holdout_roc_auc": 0.51},
+        {},
+        tmp_path / "work",
+    )
+    register(client, run, "challenger")
+    assert summary.model_lines(uri, tmp_path) == [
+        f"  {MODEL}: 1 version(s); aliases challenger=1",
+        "  champion    none: no version has passed the promotion gate",
+        f"  last run    {run}  2023-11-14 22:13:20 UTC  FINISHED  challenger: AUC 0.5100 below the guardrail 0.75",
+    ]
+
+
+def test_model_section_when_the_tracking_server_does_not_answer(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    lines = summary.model_lines(f"http://127.0.0.1:{port}", tmp_path)
+    assert time.monotonic() - started < 10  # not MLflow's minutes of retries
+    assert len(lines) == 1
+    assert lines[0].startswith(f"  (tracking server not reachable: no answer from http://127.0.0.1:{port}/health (")
+    assert lines[0].endswith("; run playbooks/train.yml, see 'MLflow UI' below)")
+    assert summary.model_lines("", tmp_path) == [
+        "  (no tracking server given: set MLFLOW_TRACKING_URI, see 'MLflow UI' below)"
+    ]
+
+
+def test_mlflow_ui_is_the_address_on_the_sandbox_and_a_port_forwarding_on_aws():
+    assert summary.ui_lines("http://127.0.0.2:5000", sandbox=True) == [
+        f"  http://127.0.0.2:5000/#/models/{MODEL}"
+        "   (a browser on this machine; any MLflow client after . .sandbox/env)"
+    ]
+    assert summary.ui_lines("", sandbox=False, instance_id="i-0abc", port=5000) == [
+        "  aws ssm start-session --target i-0abc --document-name AWS-StartPortForwardingSession"
+        " --parameters portNumber=5000,localPortNumber=5000",
+        f"  then open http://localhost:5000/#/models/{MODEL}; with MLFLOW_TRACKING_URI=http://localhost:5000"
+        " this summary also shows the champion",
+    ]
