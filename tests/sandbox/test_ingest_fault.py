@@ -20,7 +20,8 @@ from killable_proxy import KillableProxy
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.sandbox_node]
 
-ROWS = ["-e", "fraud_demo_synthetic_rows=20000"]
+# The stages up to ingest: tests/sandbox/test_train.py runs the whole site.yml with the train stage.
+ROWS = ["-e", "fraud_demo_synthetic_rows=20000", "--skip-tags", "train"]
 DATASET = "ieee-fraud-detection"
 
 
