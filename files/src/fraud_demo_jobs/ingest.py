@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import fcntl
-import logging
 import os
 import re
 import shutil
@@ -54,7 +53,7 @@ from . import ieee_schema as S
 from . import layout
 from .aws import S3Bucket, make_client
 from .checksums import file_sha256
-from .cli import EXIT_USAGE, env, fail, run_job
+from .cli import EXIT_USAGE, env, fail
 from .curate import DEFAULT_MAX_BAD_FRACTION, TableResult, combined_fraud_rate, curate_file, row_totals
 from .errors import JobError
 from .manifest import RawObject, RunRecord, build_manifest, code_version, dataset_version, manifest_complete
@@ -66,7 +65,7 @@ from .telemetry import (
     EventLog,
     job_dimensions,
     put_metrics,
-    warn,
+    run_reported,
 )
 from .transfer import (
     CONCURRENCY,
@@ -110,7 +109,6 @@ class IngestRunState:
     log_stream: str | None = None
     bytes_uploaded: int = 0
     phase_seconds: dict[str, float] = field(default_factory=dict)
-    seconds: float | None = None  # of the job's work, once done (telemetry after it is not counted)
 
 
 # ------------------------------------------------------------------------------------------------ S3 side
@@ -415,34 +413,18 @@ def ingest_main(argv: list[str] | None = None) -> int:
         region=args.region,
     )
     events = EventLog(INGEST_PROG, INGEST_JOB, st.run_id, settings.dataset)
-
-    def body() -> None:
-        try:
-            run_ingest(settings, st, events)
-        except OSError as e:
-            raise JobError(f"local file error: {e} (work dir {settings.work_dir})") from e
-        st.seconds = time.monotonic() - t0
-        if settings.cloudwatch and not settings.check:
-            warning = ingest_metrics(settings, st, st.seconds)
-            if warning:
-                warn(INGEST_PROG, warning)
-        events("finished", action=st.action, version=st.version, seconds=round(st.seconds, 2))
-        events.close()
-
-    def on_failure(msg: str) -> None:
-        events("failed", level=logging.ERROR, msg=msg, version=st.version)
-        events.close()
-
-    def summary(msg: str | None) -> dict:
-        seconds = st.seconds if msg is None and st.seconds is not None else time.monotonic() - t0
-        return ingest_summary(settings, st, seconds, msg)
-
-    return run_job(
+    report = settings.cloudwatch and not settings.check
+    return run_reported(
         INGEST_PROG,
-        body,
-        summary,
+        events,
+        lambda: run_ingest(settings, st, events),
+        lambda msg, seconds: ingest_summary(settings, st, seconds, msg),
+        started=t0,
+        publish=(lambda seconds: ingest_metrics(settings, st, seconds)) if report else None,
+        finished=lambda: {"action": st.action, "version": st.version},
+        failed=lambda: {"version": st.version},
+        work_dir=settings.work_dir,
         stopped="nothing was published for this version (the next run resumes)",
-        on_failure=on_failure,
     )
 
 

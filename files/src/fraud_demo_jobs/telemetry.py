@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 import warnings
+from collections.abc import Callable
 
 import watchtower
 
 from .aws import AWS_ERRORS, explain, make_client
+from .cli import run_job
 from .errors import JobError
 
 DEFAULT_LOG_GROUP = "fraud-demo-logs"
@@ -129,3 +132,45 @@ def put_metrics(
 def job_dimensions(dataset: str, stage: str) -> dict[str, str]:
     """The dimensions of every job's metrics."""
     return {"Dataset": dataset, "Stage": stage}
+
+
+def run_reported(
+    prog: str,
+    events: EventLog,
+    work: Callable[[], None],
+    summary: Callable[[str | None, float], dict],
+    *,
+    started: float,
+    publish: Callable[[float], str | None] | None,
+    finished: Callable[[], dict],
+    failed: Callable[[], dict],
+    work_dir: str,
+    stopped: str,
+) -> int:
+    """``cli.run_job`` for a job that reports: ``work()``, then its metrics (``publish(seconds)``, None when it
+    publishes none; a failure to publish is a warning), a ``finished`` or ``failed`` event with the fields the job
+    names, and ``summary(msg, seconds)`` as the last line. ``seconds`` is the job's own work (``started`` is its
+    ``time.monotonic()``), not the telemetry after it; a local file error names the work directory."""
+    done: list[float] = []
+
+    def body() -> None:
+        try:
+            work()
+        except OSError as e:
+            raise JobError(f"local file error: {e} (work dir {work_dir})") from e
+        done.append(time.monotonic() - started)
+        if publish is not None:
+            warning = publish(done[0])
+            if warning:
+                warn(prog, warning)
+        events("finished", **finished(), seconds=round(done[0], 2))
+        events.close()
+
+    def on_failure(msg: str) -> None:
+        events("failed", level=logging.ERROR, msg=msg, **failed())
+        events.close()
+
+    def last_line(msg: str | None) -> dict:
+        return summary(msg, done[0] if msg is None and done else time.monotonic() - started)
+
+    return run_job(prog, body, last_line, stopped=stopped, on_failure=on_failure)

@@ -32,7 +32,6 @@ import argparse
 import fcntl
 import hashlib
 import json
-import logging
 import math
 import os
 import re
@@ -49,7 +48,7 @@ from . import layout
 from . import tracking as T
 from .aws import S3Bucket, make_client
 from .checksums import code_version_of
-from .cli import EXIT_USAGE, env, fail, run_job
+from .cli import EXIT_USAGE, env, fail
 from .curated_read import resolve_curated
 from .errors import JobError
 from .features import SplitSpec
@@ -63,7 +62,7 @@ from .telemetry import (
     EventLog,
     job_dimensions,
     put_metrics,
-    warn,
+    run_reported,
 )
 
 TRAIN_JOB = "train"
@@ -115,7 +114,6 @@ class TrainRunState:
     orphans: list[str] = field(default_factory=list)
     log_stream: str | None = None
     phase_seconds: dict[str, float] = field(default_factory=dict)
-    seconds: float | None = None
 
 
 def train_code_version() -> str:
@@ -403,34 +401,18 @@ def train_main(argv: list[str] | None = None) -> int:
         region=args.region,
     )
     events = EventLog(TRAIN_PROG, TRAIN_JOB, st.job_run_id, settings.dataset)
-
-    def body() -> None:
-        try:
-            run_train(settings, st, events)
-        except OSError as e:
-            raise JobError(f"local file error: {e} (work dir {settings.work_dir})") from e
-        st.seconds = time.monotonic() - t0
-        if settings.cloudwatch and not settings.check:
-            warning = train_metrics(settings, st, st.seconds)
-            if warning:
-                warn(TRAIN_PROG, warning)
-        events("finished", action=st.action, model_version=st.model_version, seconds=round(st.seconds, 2))
-        events.close()
-
-    def on_failure(msg: str) -> None:
-        events("failed", level=logging.ERROR, msg=msg, run_id=st.run_id)
-        events.close()
-
-    def summary(msg: str | None) -> dict:
-        seconds = st.seconds if msg is None and st.seconds is not None else time.monotonic() - t0
-        return train_summary(settings, st, seconds, msg)
-
-    return run_job(
+    report = settings.cloudwatch and not settings.check
+    return run_reported(
         TRAIN_PROG,
-        body,
-        summary,
+        events,
+        lambda: run_train(settings, st, events),
+        lambda msg, seconds: train_summary(settings, st, seconds, msg),
+        started=t0,
+        publish=(lambda seconds: train_metrics(settings, st, seconds)) if report else None,
+        finished=lambda: {"action": st.action, "model_version": st.model_version},
+        failed=lambda: {"run_id": st.run_id},
+        work_dir=settings.work_dir,
         stopped="no model version was registered (the MLflow run is marked KILLED; the next run starts clean)",
-        on_failure=on_failure,
     )
 
 
