@@ -253,6 +253,14 @@ def leftovers(session, names, include_data_bucket=True):
     return found
 
 
+def report_problems(label, problems):
+    """Each problem on a line, then the verdict; the exit status of a check script (shared by the sandbox checks)."""
+    for p in problems:
+        print(f"{label}: {p}")
+    print(f"{label}: {'FAILED' if problems else 'ok'} ({len(problems)} problem(s))")
+    return 1 if problems else 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["verify", "leftovers"])
@@ -265,10 +273,7 @@ def main(argv=None):
         problems = verify(session, names, tls_only=not args.no_tls_policy)
     else:
         problems = leftovers(session, names)
-    for p in problems:
-        print(f"{args.what}: {p}")
-    print(f"{args.what}: {'FAILED' if problems else 'ok'} ({len(problems)} problem(s))")
-    return 1 if problems else 0
+    return report_problems(args.what, problems)
 
 
 if __name__ == "__main__":

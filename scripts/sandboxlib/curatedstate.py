@@ -20,7 +20,7 @@ import sys
 
 import boto3
 import pyarrow.parquet as pq
-from awsstate import Names
+from awsstate import Names, report_problems
 
 # The lake's layout has one owner, the jobs package (pip install -e files, done by make setup).
 from fraud_demo_jobs import layout
@@ -121,10 +121,7 @@ def main(argv=None):
         problems.append(f"{layout.curated_root(args.dataset)}: {len(found)} versions {found}, expected {args.versions}")
     if manifest:
         print(f"verify: latest -> {pointer['version']}: rows {manifest['rows']}, fraud rate {manifest['fraud_rate']}")
-    for p in problems:
-        print(f"verify: {p}")
-    print(f"verify: {'FAILED' if problems else 'ok'} ({len(problems)} problem(s))")
-    return 1 if problems else 0
+    return report_problems("verify", problems)
 
 
 if __name__ == "__main__":

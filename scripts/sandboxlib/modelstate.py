@@ -21,7 +21,7 @@ import sys
 import tempfile
 
 import boto3
-from awsstate import Names
+from awsstate import Names, report_problems
 from fraud_demo_jobs import layout, tracking
 from mlflow.tracking import MlflowClient
 
@@ -141,10 +141,7 @@ def main(argv=None):
     running = runs_by_status(client, "RUNNING")
     problems += [f"run {r}: left RUNNING" for r in running]
     print(f"verify: {args.model_name}: versions {state['versions']}, aliases {state['aliases']}")
-    for p in problems:
-        print(f"verify: {p}")
-    print(f"verify: {'FAILED' if problems else 'ok'} ({len(problems)} problem(s))")
-    return 1 if problems else 0
+    return report_problems("verify", problems)
 
 
 if __name__ == "__main__":
