@@ -114,3 +114,12 @@ def test_value_table_positions(n):
     numbers = ValueTable([1.0, 2.5, 1000.0])
     values = np.array(([1000.0, math.nan, 2.5, 7.0] * n)[:n])
     assert numbers.positions(values).tolist() == [{1000.0: 2, 2.5: 1, 1.0: 0}.get(v, -1) for v in values]
+
+
+def test_key_aggregates_in_chunks_equal_one_pass(fitted, monkeypatch):
+    state, records = fitted
+    rows = records[:100]
+    whole = state.transform_records(rows)
+    monkeypatch.setattr(F, "KEY_CHUNK_ROWS", 7)
+    np.testing.assert_array_equal(state.transform_records(rows), whole)
+    np.testing.assert_array_equal(state.transform(pd.DataFrame(rows)).to_numpy(), whole)

@@ -51,6 +51,7 @@ CARD_VALUES = ("TransactionAmt",)
 # 7 + 30/2 days on average with the default split), so training rows are given the same staleness.
 DEFAULT_LAG_DAYS = 22.0
 LAST_ROWS = 3  # "recent behaviour": the key's last few earlier rows, against all its earlier rows
+KEY_CHUNK_ROWS = 65536  # rows per pass of the key aggregates (their temporaries grow with rows x values x 3)
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,11 @@ class FeatureState:
         dt_i = _nan_as(dt, 0).astype(np.int64)
         seen_before = np.where(dt_i <= self.fitted_dt_max, dt_i - round(self.lag_days * DAY), dt_i)
         for name, key in _uid_parts(src).items():
-            block[:, layout["key", name]] = self._key_features(name, key, dt_i, seen_before, values)
+            for lo in range(0, src.n, KEY_CHUNK_ROWS):  # bounded temporaries: (3, rows, values) float64 per chunk
+                rows = slice(lo, lo + KEY_CHUNK_ROWS)
+                part = {v: values[v][rows] for v in _key_values(name)}
+                x = self._key_features(name, key[rows], dt_i[rows], seen_before[rows], part)
+                block[rows, layout["key", name]] = x
         block[:, layout["raw"]] = src.numeric_block(self.raw_numeric)
         codes = src.text_positions(layout["categories"])  # -1: missing or not seen in the fit
         block[:, layout["cat"]] = _masked(codes.astype(np.float64), codes < 0)
