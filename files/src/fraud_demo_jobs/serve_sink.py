@@ -53,7 +53,7 @@ def latency_bucket(ms: float) -> float:
     so a minute of requests fits a handful of Values/Counts datums and percentiles stay within ~5 %."""
     if ms <= 0.01:
         return 0.01
-    return round(ms, 1 - int(math.floor(math.log10(ms))))
+    return round(ms, 1 - math.floor(math.log10(ms)))
 
 
 class _Window:
@@ -103,7 +103,7 @@ class ServeSink:
         self._seq = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._rng = random.Random()
+        self._rng = random.Random()  # noqa: S311 (sampling, not secrets)
 
     # ---- the request path (cheap) ----
 
@@ -128,7 +128,7 @@ class ServeSink:
 
     def sample(self, rows: list[dict], scores, meta: dict) -> None:
         """Keep scored input rows with their score and ``meta`` (request id, model and dataset version, time)."""
-        out = [{**row, "fraud_probability": float(p), **meta} for row, p in zip(rows, scores)]
+        out = [{**row, "fraud_probability": float(p), **meta} for row, p in zip(rows, scores, strict=True)]
         with self._lock:
             self._sample.extend(out)
             over = len(self._sample) - MAX_SAMPLE_ROWS
@@ -168,7 +168,7 @@ class ServeSink:
         with self._lock:
             window, self._window = self._window, _Window()
             dropped, self._dropped = self._dropped, 0
-        if not self.s.cloudwatch or window.requests == 0 and not dropped:
+        if not self.s.cloudwatch or (window.requests == 0 and not dropped):
             return
         warning = put_metric_data(
             self.s.namespace, window.datums(self.dims, dropped), self.s.endpoint_url, self.s.region

@@ -137,7 +137,9 @@ def metric_dimensions(dims: dict[str, str]) -> list[dict[str, str]]:
     return [{"Name": k, "Value": v} for k, v in dims.items()]
 
 
-def put_metric_data(namespace: str, metric_data: list[dict], endpoint_url: str | None, region: str | None) -> str | None:
+def put_metric_data(
+    namespace: str, metric_data: list[dict], endpoint_url: str | None, region: str | None
+) -> str | None:
     """PutMetricData of ready-made datums (e.g. ``Values``/``Counts`` distributions), 1,000 per call; returns a
     warning instead of failing."""
     try:
