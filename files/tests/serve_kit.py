@@ -7,6 +7,7 @@ second path: ``booster.predict(state.transform(DataFrame))``, the batch transfor
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,13 +15,20 @@ from types import SimpleNamespace
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from fastapi.testclient import TestClient
 from fraud_demo_jobs import features as F
 from fraud_demo_jobs import ieee_contract as C
 from fraud_demo_jobs import synthetic
 from fraud_demo_jobs.errors import JobError
 from fraud_demo_jobs.model_store import LoadedModel, ModelLineage
+from fraud_demo_jobs.serve_app import AppSettings, create_app
+from fraud_demo_jobs.serve_model import ModelHolder
+from fraud_demo_jobs.serve_sink import ServeSink, SinkSettings
+from fraud_demo_jobs.telemetry import EventLog
 
 ROWS = 4000
+TOKEN = "t0ken-for-the-tests-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 _KIND = {c.name: c.kind for t in C.TABLES if t.name in ("test_transaction", "test_identity") for c in t.columns}
 
 
@@ -100,3 +108,28 @@ class MemoryRegistry:
         if self.load_errors and mv.version in self.load_errors:
             raise JobError(self.load_errors[mv.version])
         return self.versions[mv.version]
+
+
+def quiet_sink(sample_rate: float = 0.0, bucket=None) -> ServeSink:
+    events = EventLog("fraud-demo-serve", "scoring", uuid.uuid4().hex, "ieee-fraud-detection", json_stdout=True)
+    settings = SinkSettings(
+        dataset="ieee-fraud-detection",
+        namespace="FraudDemo",
+        metrics_interval=60,
+        sample_rate=sample_rate,
+        sample_flush_seconds=60,
+        bucket=bucket.name if bucket else None,
+        endpoint_url=None,
+        region=None,
+        cloudwatch=False,
+    )
+    return ServeSink(settings, events, bucket)
+
+
+def service(models, target: str | None = "1", token: str | None = TOKEN, max_body: int = 65536, max_rows: int = 50):
+    registry = MemoryRegistry({v: models[v] for v in ("1", "2", "3")}, target=target)
+    sink = quiet_sink()
+    holder = ModelHolder(registry, sink.events, interval=0)
+    holder.reload()
+    app = create_app(holder, sink, AppSettings(token, max_body, max_rows, "0.2.0+svc"))
+    return registry, holder, TestClient(app)

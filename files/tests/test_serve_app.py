@@ -7,18 +7,11 @@ statuses and rules from the issue and the contract."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 import serve_kit as K
-from fastapi.testclient import TestClient
-from fraud_demo_jobs.serve_app import AppSettings, create_app
-from fraud_demo_jobs.serve_model import ModelHolder, Served
-from fraud_demo_jobs.serve_sink import ServeSink, SinkSettings
-from fraud_demo_jobs.telemetry import EventLog
-
-TOKEN = "t0ken-for-the-tests-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from fraud_demo_jobs.serve_model import Served
+from serve_kit import AUTH, TOKEN, service
 
 
 @pytest.fixture(scope="module")
@@ -30,31 +23,6 @@ def models(tmp_path_factory):
         "2": K.train_model(data, "2", "dsB", leaves=15, rounds=40),
         "3": K.broken_model(data, "3"),
     }
-
-
-def quiet_sink(sample_rate: float = 0.0, bucket=None) -> ServeSink:
-    events = EventLog("fraud-demo-serve", "scoring", uuid.uuid4().hex, "ieee-fraud-detection", json_stdout=True)
-    settings = SinkSettings(
-        dataset="ieee-fraud-detection",
-        namespace="FraudDemo",
-        metrics_interval=60,
-        sample_rate=sample_rate,
-        sample_flush_seconds=60,
-        bucket=bucket.name if bucket else None,
-        endpoint_url=None,
-        region=None,
-        cloudwatch=False,
-    )
-    return ServeSink(settings, events, bucket)
-
-
-def service(models, target: str | None = "1", token: str | None = TOKEN, max_body: int = 65536, max_rows: int = 50):
-    registry = K.MemoryRegistry({v: models[v] for v in ("1", "2", "3")}, target=target)
-    sink = quiet_sink()
-    holder = ModelHolder(registry, sink.events, interval=0)
-    holder.reload()
-    app = create_app(holder, sink, AppSettings(token, max_body, max_rows, "0.2.0+svc"))
-    return registry, holder, TestClient(app)
 
 
 def test_one_row_and_a_batch_are_scored_as_the_batch_transform_scores_them(models):
