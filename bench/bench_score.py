@@ -10,11 +10,11 @@ job's default split and ``TrainParams``), kept as a Booster file + the saved fea
 Measured, each in a fresh child process (wall time, and the child's peak RSS from wait4's rusage): load the
 Booster and the feature state, then ``score_batch.score_tables`` (ID check against sample_submission, chunked
 read + join + transform + predict) and ``score_batch.write_outputs`` (predictions.parquet, submission.csv), with
-``--chunk-rows`` rows per chunk (the job's default 100,000) and, for comparison, the whole table as one chunk.
+``--chunk-rows`` rows per chunk (the job's default, 50,000) and, for comparison, the whole table as one chunk.
 Not included: the S3 download of the curated tables and the model, and the upload (see the README's ingest and
 upload figures for the transfer rates).
 
-    .venv/bin/python bench/bench_score.py [--rows 590540] [--seed 42] [--chunk-rows 100000] [--threads 2]
+    .venv/bin/python bench/bench_score.py [--rows 590540] [--seed 42] [--chunk-rows 50000] [--threads 2]
                                           [--repeat 1] [--no-whole]
 """
 
@@ -28,6 +28,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from bench_train import child, prepare  # noqa: E402  (the same cache and the same child-process measurement)
+from fraud_demo_jobs.score import DEFAULT_CHUNK_ROWS  # noqa: E402
 
 WHOLE = 10**9  # --chunk-rows larger than any table: the whole table in one chunk
 
@@ -115,7 +116,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=590540, help="train rows of the synthetic dataset (full scale)")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--chunk-rows", type=int, default=100_000, help="the job's --chunk-rows (its default)")
+    ap.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="the job's --chunk-rows (its default)")
     ap.add_argument("--threads", type=int, default=2, help="the job's --threads (its default)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--no-whole", action="store_true", help="skip the whole-table-in-one-chunk comparison")

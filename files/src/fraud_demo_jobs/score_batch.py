@@ -82,7 +82,10 @@ def score_tables(
     identity = pd.read_parquet(paths["test_identity"], columns=[c for c in id_names if c in wanted])
     ids, probabilities = [], []
     for batch in tx_file.iter_batches(batch_size=chunk_rows, columns=tx_cols):
-        frame = F.model_frame(batch.to_pandas(), identity)
+        tx = batch.to_pandas()
+        del batch  # each copy of the chunk is dropped as soon as the next one exists: the peak is ~3 of them
+        frame = F.model_frame(tx, identity)
+        del tx
         ids.append(frame[C.KEY].to_numpy(dtype=np.int64))
         probabilities.append(np.asarray(model.predict_frame(frame, threads), dtype=np.float64))
         del frame
