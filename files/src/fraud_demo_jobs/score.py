@@ -55,6 +55,7 @@ from .telemetry import (
     put_metrics,
     run_reported,
 )
+from .train import clear_work_dir
 
 SCORE_JOB = "score"
 SCORE_PROG = "fraud-demo-score"
@@ -181,7 +182,7 @@ def complete_scores(bucket: S3Bucket, manifest_key: str, model_version: str, dat
 def _score_and_write(s, st: ScoreRunState, tr, mv, bucket: S3Bucket, cv: CuratedVersion, events, work: Path):
     from .score_batch import score_tables, write_outputs
 
-    _clear_work_dir(work, keep=cv.version)
+    clear_work_dir(work, keep=cv.version)  # the lock is held: a model-* directory left there is a killed run's
     t = time.monotonic()  # the model first: a version that cannot be loaded fails before the big download
     with tempfile.TemporaryDirectory(dir=work, prefix="model-") as tmp:
         model = model_store.load_version(tr, s.model_name, mv, tmp)
@@ -246,13 +247,6 @@ def _manifest(s: ScoreSettings, st: ScoreRunState, cv: CuratedVersion, objects: 
         "job_run_id": st.job_run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _clear_work_dir(work: Path, keep: str) -> None:
-    """Only the current dataset version's downloads are worth keeping across runs."""
-    for other in work.iterdir():
-        if other.is_dir() and other.name != keep and not other.name.startswith("model-"):
-            shutil.rmtree(other, ignore_errors=True)
 
 
 def score_metrics(s: ScoreSettings, st: ScoreRunState, seconds: float) -> str | None:
