@@ -38,6 +38,7 @@ from .telemetry import DEFAULT_LOG_GROUP, DEFAULT_NAMESPACE, LOG_GROUP_ENV, NAME
 SERVE_PROG = "fraud-demo-serve"
 SERVED_BY = (
     "serve.py", "serve_app.py", "serve_model.py", "serve_sink.py", "serve_input.py", "model_store.py", "features.py",
+    "feature_input.py", "key_history.py",
 )  # fmt: skip
 TOKEN_ENV = "FRAUD_DEMO_SCORING_TOKEN"  # noqa: S105 (a variable name)
 MIN_TOKEN_CHARS = 16
