@@ -14,6 +14,7 @@ Exit codes: 0 stopped, 1 failure at startup, 2 usage (see cli.py).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import signal
@@ -23,6 +24,8 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+import uvicorn
 
 from . import layout
 from . import tracking as T
@@ -43,6 +46,9 @@ SERVED_BY = (
 TOKEN_ENV = "FRAUD_DEMO_SCORING_TOKEN"  # noqa: S105 (a variable name)
 MIN_TOKEN_CHARS = 16
 SD_LISTEN_FDS_START = 3  # systemd's first passed descriptor (sd_listen_fds(3))
+# After SIGTERM: seconds of serving with the listener closed before uvicorn closes idle connections, so that a
+# connection accepted just before (its request not read yet) is served, not reset.
+ACCEPTED_GRACE = 0.5
 DEFAULT_MODEL_DIR = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), SERVE_PROG)
 
 
@@ -163,9 +169,23 @@ class _Stopped:
     signal: int | None = None
 
 
-def run_service(a: argparse.Namespace, token: str | None) -> int:
-    import uvicorn
+class DrainingServer(uvicorn.Server):
+    """uvicorn's graceful shutdown, preceded by ACCEPTED_GRACE seconds with the listener closed and every response
+    saying Connection: close (uvicorn alone closes a connection whose request it has not read yet: a reset)."""
 
+    def __init__(self, config: uvicorn.Config, draining):
+        super().__init__(config)
+        self.draining = draining
+
+    async def shutdown(self, sockets=None) -> None:
+        for server in self.servers:
+            server.close()
+        self.draining.set()
+        await asyncio.sleep(ACCEPTED_GRACE)
+        await super().shutdown(sockets)
+
+
+def run_service(a: argparse.Namespace, token: str | None) -> int:
     started = datetime.now(timezone.utc)
     host = socket.gethostname()
     events = EventLog(SERVE_PROG, SERVE_JOB, f"{host}-{started:%Y%m%dT%H%M%SZ}", a.dataset, json_stdout=True)
@@ -197,7 +217,8 @@ def run_service(a: argparse.Namespace, token: str | None) -> int:
     where = f"fd {SD_LISTEN_FDS_START} (socket activation)" if sock else f"http://{a.host}:{a.port}"
     events("starting", listen=where, model=f"{a.model_name}@{a.alias}", auth=token is not None, code=code_version)
     holder.reload()  # before accepting: a restart serves the model from its first request (connections queue)
-    app = create_app(holder, sink, AppSettings(token, a.max_body_bytes, a.max_batch_rows, code_version))
+    settings = AppSettings(token, a.max_body_bytes, a.max_batch_rows, code_version)
+    app = create_app(holder, sink, settings)
     config = uvicorn.Config(
         app,
         host=a.host,
@@ -208,7 +229,7 @@ def run_service(a: argparse.Namespace, token: str | None) -> int:
         server_header=False,
         timeout_graceful_shutdown=a.drain_seconds,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, settings.draining)
     stopped = _Stopped()
 
     def on_stop(signum, frame):  # uvicorn re-raises the signal it drained for: end normally instead
