@@ -324,6 +324,7 @@ class FeatureState:
         layout = self._layout()
         # One float32 block filled a group of columns at a time: no float64 copy of the whole input at any time.
         block = np.empty((src.n, len(layout["names"])), dtype=np.float32, order="F")
+        src.prefetch(layout["numeric_reads"])
         dt = src.num(DT)
         values = _row_values(src)
         amt = values["TransactionAmt"]
@@ -334,17 +335,19 @@ class FeatureState:
             values["email_mismatch"],
             values["m4_m2"],
         ]
-        block[:, layout["row_local"]] = np.column_stack(row_local)
+        block[:, layout["row_local"]] = np.array(row_local).T
         text_freq, num_freq = layout["text_frequencies"], layout["num_frequencies"]
         pos = src.text_positions({col: table for col, (table, _) in text_freq.items()})
-        for j, (col, (_, shares)) in enumerate(text_freq.items()):
-            block[:, layout["freq", col]] = shares[pos[:, j]]  # shares[-1] is 0.0: not in the table
-        for col, (table, shares) in num_freq.items():
-            p = table.positions(src.num(col))
-            block[:, layout["freq", col]] = shares[p]
+        # shares[-1] is 0.0: a value not in the table (or missing) has share 0.
+        freq = [shares[pos[:, j]] for j, (_, shares) in enumerate(text_freq.values())]
+        freq += [shares[table.positions(src.num(col))] for col, (table, shares) in num_freq.items()]
+        block[:, layout["freq"]] = np.array(freq).T
         dt_i = _nan_as(dt, 0).astype(np.int64)
         seen_before = np.where(dt_i <= self.fitted_dt_max, dt_i - round(self.lag_days * DAY), dt_i)
         for name, key in _uid_parts(src).items():
+            if src.n <= KEY_CHUNK_ROWS:
+                block[:, layout["key", name]] = self._key_features(name, key, dt_i, seen_before, values)
+                continue
             for lo in range(0, src.n, KEY_CHUNK_ROWS):  # bounded temporaries: (3, rows, values) float64 per chunk
                 rows = slice(lo, lo + KEY_CHUNK_ROWS)
                 part = {v: values[v][rows] for v in _key_values(name)}
@@ -369,13 +372,17 @@ class FeatureState:
             for col, table in self.frequencies.items():
                 group = "text_frequencies" if _CONTRACT_KIND.get(col) == "str" else "num_frequencies"
                 layout[group][col] = (ValueTable(table["values"]), np.asarray(table["shares"] + [0.0]))
-                layout["freq", col] = column[f"freq_{col}"]
+            layout["freq"] = at([f"freq_{c}" for c in (*layout["text_frequencies"], *layout["num_frequencies"])])
             for name, hist in self.histories.items():
                 layout["key", name] = at(self._key_feature_names(name))
-                layout["values", name] = np.array([hist.names.index(v) for v in _key_values(name)], dtype=np.intp)
+                order = [hist.names.index(v) for v in _key_values(name)]
+                layout["values", name] = None if order == list(range(len(hist.names))) else np.array(order)
             layout["raw"] = at(self.raw_numeric)
             layout["categories"] = {col: ValueTable(self.categories[col]) for col in self.categorical_features}
             layout["cat"] = at(self.categorical_features)
+            reads = [DT, "TransactionAmt", "card1", "addr1", "D1", *layout["num_frequencies"]]
+            reads += [v for v in AGG_VALUES if v in _CONTRACT_NUMERIC]
+            layout["numeric_reads"] = list(dict.fromkeys(reads))
             self._lookup.update(layout)
         return self._lookup
 
@@ -397,15 +404,18 @@ class FeatureState:
         days_since_first = _masked((dt - first_dt) / DAY, ~has)
         last = np.maximum(end - LAST_ROWS, start)
         first = np.minimum(start + LAST_ROWS, end)  # the key's first rows: its behaviour before any compromise
-        own = np.column_stack([values[v] for v in _key_values(name)])
+        # np.array of a list of arrays rather than np.stack/np.column_stack: one call, not one per array.
+        own = np.array([values[v] for v in _key_values(name)]).T  # (rows, values)
         # The three windows of every row in one gather: all earlier rows, the last few, the first few.
-        means = hist.window_means(np.stack([start, last, start]), np.stack([end, end, first]))
-        means = means[:, :, self._lookup["values", name]]
+        means = hist.window_means(np.array([start, last, start]), np.array([end, end, first]))
+        order = self._lookup["values", name]
+        if order is not None:
+            means = means[:, :, order]
         mean = means[0]
         recent = means[1] - mean
         early = own - means[2]
         # Per value: mean, last rows, deviation, against the first rows (the order of _key_feature_names).
-        per_value = np.stack([mean, recent, own - mean, early], axis=2).reshape(len(dt), 4 * own.shape[1])
+        per_value = np.array([mean, recent, own - mean, early]).transpose(1, 2, 0).reshape(len(dt), 4 * own.shape[1])
         amt_ratio = values["TransactionAmt"] / mean[:, _key_values(name).index("TransactionAmt")]
         return np.column_stack([n_prev, days_since_first, per_value, amt_ratio])
 
