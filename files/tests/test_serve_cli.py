@@ -11,27 +11,19 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-import requests
 import serve_kit as K
 from fraud_demo_jobs import tracking as T
+from jobs_lake import start_mlflow
 from serve_kit import AUTH, TOKEN
 
 SERVE = Path(sys.executable).parent / "fraud-demo-serve"
-MLFLOW = Path(sys.executable).parent / "mlflow"
 MODEL = "fraud-detector"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _register(uri: str, model, tmp: Path) -> str:
@@ -58,22 +50,7 @@ def _register(uri: str, model, tmp: Path) -> str:
 def registry(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve-cli")
     data = K.make_data(tmp / "data")
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    cmd = [str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db", "--workers", "1"]
-    cmd += ["--artifacts-destination", f"file://{tmp}/artifacts", "--host", "127.0.0.1", "--port", str(port)]
-    log = open(tmp / "mlflow.log", "w")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if requests.get(f"{uri}/health", timeout=2).text == "OK":
-                break
-        except requests.RequestException:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, (tmp / "mlflow.log").read_text()[-3000:]
-        time.sleep(0.5)
+    server, uri, log = start_mlflow(tmp, f"file://{tmp}/artifacts", {})
     models = {
         "1": K.train_model(data, "1", "dsA", leaves=7, rounds=20),
         "2": K.train_model(data, "2", "dsB", leaves=15, rounds=40),
@@ -146,40 +123,28 @@ def test_sighup_swaps_and_sigterm_under_load_drains_into_a_restart_without_a_fai
 
         rows = reg["data"]["records"][:50]
         want = K.expected(reg["models"]["2"], rows)
-        results, errors, stop = [], [], threading.Event()
 
-        def client(k: int) -> None:
-            i = k
-            while not stop.is_set():
-                req = urllib.request.Request(  # noqa: S310 (loopback)
-                    f"{base}/predict", json.dumps(rows[i % 50]).encode(), {**AUTH, "Content-Type": "application/json"}
-                )
-                try:
-                    with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310 (loopback)
-                        results.append((i % 50, r.status, json.loads(r.read())))
-                except Exception as e:  # every failure counts
-                    errors.append(repr(e))
-                i += 4
+        def post(row: dict) -> tuple[int, dict]:
+            headers = {**AUTH, "Content-Type": "application/json"}
+            req = urllib.request.Request(f"{base}/predict", json.dumps(row).encode(), headers)  # noqa: S310
+            with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310 (loopback)
+                return r.status, json.loads(r.read())
 
-        clients = [threading.Thread(target=client, args=(k,)) for k in range(4)]
-        for c in clients:
-            c.start()
+        load = K.Load(post, rows)
         time.sleep(1.0)
-        before = len(results)
+        before = len(load.results)
         first.send_signal(signal.SIGTERM)
         # systemd restarts the service on the socket it keeps; connections made meanwhile wait in its backlog.
         assert first.wait(timeout=30) == 0
         second = _start(reg, listener, "second")
         time.sleep(0.5)
         deadline = time.monotonic() + 60
-        while len(results) < before + 200 and time.monotonic() < deadline:
+        while len(load.results) < before + 200 and time.monotonic() < deadline:
             time.sleep(0.1)
-        stop.set()
-        for c in clients:
-            c.join(timeout=90)
-        assert errors == []
-        assert len(results) >= before + 200
-        for i, status, body in results:
+        load.stop()
+        assert load.errors == []
+        assert len(load.results) >= before + 200
+        for i, status, body in load.results:
             assert status == 200 and body["model_version"] == v2
             assert body["fraud_probability"] == pytest.approx(want[i], rel=1e-6)
         log = [json.loads(x) for x in (reg["tmp"] / "first.log").read_text().splitlines() if x.startswith("{")]
