@@ -216,6 +216,8 @@ def run_service(a: argparse.Namespace, token: str | None) -> int:
     sock = listen_socket()
     where = f"fd {SD_LISTEN_FDS_START} (socket activation)" if sock else f"http://{a.host}:{a.port}"
     events("starting", listen=where, model=f"{a.model_name}@{a.alias}", auth=token is not None, code=code_version)
+    # SIGHUP from now on (systemctl reload during the first load must not kill the process: default action)
+    signal.signal(signal.SIGHUP, lambda signum, frame: holder.wake())
     holder.reload()  # before accepting: a restart serves the model from its first request (connections queue)
     settings = AppSettings(token, a.max_body_bytes, a.max_batch_rows, code_version)
     app = create_app(holder, sink, settings)
@@ -237,7 +239,6 @@ def run_service(a: argparse.Namespace, token: str | None) -> int:
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, lambda signum, frame: holder.wake())
     sink.start()
     holder.start()
     events("serving", listen=where, **holder.status())
