@@ -31,18 +31,9 @@ from jobs_lake import (
     free_port,
     keys,
     log_version,
-    running_lake,
     s3_json,
     tiny_booster,
-    train_model,
 )
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The lake with one model trained by fraud-demo-train (version 1, champion) and its summary."""
-    with running_lake(tmp_path_factory.mktemp("score")) as lake:
-        yield lake, train_model(lake)
 
 
 @pytest.fixture(scope="module")

@@ -49,11 +49,8 @@ from .cli import EXIT_USAGE, env, fail
 from .curated_read import CuratedVersion, fetch_tables, resolve_curated
 from .errors import JobError
 from .telemetry import (
-    DEFAULT_LOG_GROUP,
-    DEFAULT_NAMESPACE,
-    LOG_GROUP_ENV,
-    NAMESPACE_ENV,
     EventLog,
+    add_reporting_flags,
     job_dimensions,
     put_metrics,
     run_reported,
@@ -183,15 +180,15 @@ def _score_and_write(s, st: ScoreRunState, tr, mv, bucket: S3Bucket, cv: Curated
     from .score_batch import score_tables, write_outputs
 
     _clear_work_dir(work, keep=cv.version)
-    t = time.monotonic()
-    paths = fetch_tables(bucket, cv, list(SCORING_TABLES), str(work / cv.version / "curated"))
-    st.phase_seconds["fetch"] = time.monotonic() - t
-    t = time.monotonic()
+    t = time.monotonic()  # the model first: a version that cannot be loaded fails before the big download
     with tempfile.TemporaryDirectory(dir=work, prefix="model-") as tmp:
         model = model_store.load_version(tr, s.model_name, mv, tmp)
     st.lineage = model.lineage.as_dict()
     st.phase_seconds["load_model"] = time.monotonic() - t
     events("model_loaded", **{k: v for k, v in st.lineage.items() if k != "raw_version_ids"})
+    t = time.monotonic()
+    paths = fetch_tables(bucket, cv, list(SCORING_TABLES), str(work / cv.version / "curated"))
+    st.phase_seconds["fetch"] = time.monotonic() - t
 
     t = time.monotonic()
     scored = score_tables(model, paths, s.chunk_rows, s.threads, lambda done: events("progress", rows=done))
@@ -329,14 +326,7 @@ def parse_score_args(argv: list[str] | None) -> argparse.Namespace:
         default=env("FRAUD_DEMO_SCORE_WORK_DIR", DEFAULT_SCORE_WORK_DIR),
         help=f"local scratch (env FRAUD_DEMO_SCORE_WORK_DIR; {DEFAULT_SCORE_WORK_DIR})",
     )
-    p.add_argument("--log-group", default=env(LOG_GROUP_ENV, DEFAULT_LOG_GROUP), help="existing CloudWatch log group")
-    p.add_argument(
-        "--metrics-namespace", default=env(NAMESPACE_ENV, DEFAULT_NAMESPACE), help="CloudWatch metrics namespace"
-    )
-    p.add_argument("--no-cloudwatch", action="store_true", help="log to stderr only, publish no metrics")
-    p.add_argument("--check", action="store_true", help="only read: report whether a run would score")
-    p.add_argument("--endpoint-url", help="AWS endpoint (default: boto3's, e.g. from AWS_ENDPOINT_URL)")
-    p.add_argument("--region", help="AWS region (default: boto3's, e.g. from AWS_REGION)")
+    add_reporting_flags(p, "only read: report whether a run would score")
     return p.parse_args(argv)
 
 

@@ -8,6 +8,7 @@ stderr, CloudWatch metrics, warnings.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -19,7 +20,7 @@ from collections.abc import Callable
 import watchtower
 
 from .aws import AWS_ERRORS, explain, make_client
-from .cli import run_job
+from .cli import env, run_job
 from .errors import JobError
 
 DEFAULT_LOG_GROUP = "fraud-demo-logs"
@@ -196,3 +197,15 @@ def run_reported(
         return summary(msg, done[0] if msg is None and done else time.monotonic() - started)
 
     return run_job(prog, body, last_line, stopped=stopped, on_failure=on_failure)
+
+
+def add_reporting_flags(p: argparse.ArgumentParser, check_help: str) -> None:
+    """The flags of a job that reports to CloudWatch and reads AWS: where to, --check, and the AWS endpoint."""
+    p.add_argument("--log-group", default=env(LOG_GROUP_ENV, DEFAULT_LOG_GROUP), help="existing CloudWatch log group")
+    p.add_argument(
+        "--metrics-namespace", default=env(NAMESPACE_ENV, DEFAULT_NAMESPACE), help="CloudWatch metrics namespace"
+    )
+    p.add_argument("--no-cloudwatch", action="store_true", help="log to stderr only, publish no metrics")
+    p.add_argument("--check", action="store_true", help=check_help)
+    p.add_argument("--endpoint-url", help="AWS endpoint (default: boto3's, e.g. from AWS_ENDPOINT_URL)")
+    p.add_argument("--region", help="AWS region (default: boto3's, e.g. from AWS_REGION)")

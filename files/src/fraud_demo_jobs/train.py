@@ -55,11 +55,8 @@ from .features import SplitSpec
 from .gate import GateSettings
 from .modeling import TrainParams
 from .telemetry import (
-    DEFAULT_LOG_GROUP,
-    DEFAULT_NAMESPACE,
-    LOG_GROUP_ENV,
-    NAMESPACE_ENV,
     EventLog,
+    add_reporting_flags,
     job_dimensions,
     put_metrics,
     run_reported,
@@ -332,14 +329,7 @@ def parse_train_args(argv: list[str] | None) -> argparse.Namespace:
         default=env("FRAUD_DEMO_TRAIN_WORK_DIR", DEFAULT_TRAIN_WORK_DIR),
         help=f"local scratch (env FRAUD_DEMO_TRAIN_WORK_DIR; {DEFAULT_TRAIN_WORK_DIR})",
     )
-    p.add_argument("--log-group", default=env(LOG_GROUP_ENV, DEFAULT_LOG_GROUP), help="existing CloudWatch log group")
-    p.add_argument(
-        "--metrics-namespace", default=env(NAMESPACE_ENV, DEFAULT_NAMESPACE), help="CloudWatch metrics namespace"
-    )
-    p.add_argument("--no-cloudwatch", action="store_true", help="log to stderr only, publish no metrics")
-    p.add_argument("--check", action="store_true", help="only read: report whether a run would train")
-    p.add_argument("--endpoint-url", help="AWS endpoint (default: boto3's, e.g. from AWS_ENDPOINT_URL)")
-    p.add_argument("--region", help="AWS region (default: boto3's, e.g. from AWS_REGION)")
+    add_reporting_flags(p, "only read: report whether a run would train")
     return p.parse_args(argv)
 
 
