@@ -36,7 +36,7 @@ from .errors import JobError
 from .serve_app import AppSettings, create_app
 from .serve_model import ModelHolder, TrackingRegistry
 from .serve_sink import SERVE_JOB, ServeSink, SinkSettings
-from .telemetry import DEFAULT_LOG_GROUP, DEFAULT_NAMESPACE, LOG_GROUP_ENV, NAMESPACE_ENV, EventLog, warn
+from .telemetry import EventLog, add_reporting_flags, warn
 
 SERVE_PROG = "fraud-demo-serve"
 SERVED_BY = (
@@ -91,11 +91,7 @@ def parse_serve_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sample-flush-seconds", type=float, default=float(_env_number("SAMPLE_FLUSH_SECONDS", 60)))
     p.add_argument("--metrics-interval", type=float, default=float(_env_number("METRICS_INTERVAL", 60)))
     p.add_argument("--drain-seconds", type=int, default=int(_env_number("DRAIN_SECONDS", 20)), help="SIGTERM grace")
-    p.add_argument("--log-group", default=env(LOG_GROUP_ENV, DEFAULT_LOG_GROUP), help="existing CloudWatch log group")
-    p.add_argument("--metrics-namespace", default=env(NAMESPACE_ENV, DEFAULT_NAMESPACE), help="CloudWatch namespace")
-    p.add_argument("--no-cloudwatch", action="store_true", help="log to stdout only, publish no metrics")
-    p.add_argument("--endpoint-url", help="AWS endpoint (default: boto3's, e.g. from AWS_ENDPOINT_URL)")
-    p.add_argument("--region", help="AWS region (default: boto3's, e.g. from AWS_REGION)")
+    add_reporting_flags(p, None)
     return p.parse_args(argv)
 
 
