@@ -38,6 +38,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_mlflow(tmp: Path, artifacts: str, env: dict[str, str]) -> tuple[subprocess.Popen, str, object]:
+    """A tracking server (SQLite ``tmp/mlflow.db``, artifacts proxied to ``artifacts``) on a free loopback port,
+    answering /health: (process, URI, its log file). Stop it with os.killpg(process.pid, SIGTERM)."""
+    mport = free_port()
+    server_env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server_env |= env
+    cmd = [str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--workers", "1"]
+    cmd += ["--artifacts-destination", artifacts, "--host", "127.0.0.1", "--port", str(mport)]
+    log = open(tmp / "mlflow.log", "w")
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=server_env, start_new_session=True)
+    uri = f"http://127.0.0.1:{mport}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if requests.get(f"{uri}/health", timeout=2).text == "OK":
+                return server, uri, log
+        except requests.RequestException:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, (tmp / "mlflow.log").read_text()[-3000:]
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def running_lake(tmp: Path) -> Iterator[dict]:
     """The lake, torn down on the way out: {"s3", "endpoint", "uri", "db", "raw", "tmp"}."""
@@ -61,23 +83,7 @@ def running_lake(tmp: Path) -> Iterator[dict]:
     _land_and_ingest(s3, raw, tmp / "ingest")
 
     db = tmp / "mlflow.db"
-    mport = free_port()
-    server_env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server_env["MLFLOW_S3_ENDPOINT_URL"] = endpoint
-    cmd = [str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{db}", "--workers", "1"]
-    cmd += ["--artifacts-destination", f"s3://{BUCKET}/models", "--host", "127.0.0.1", "--port", str(mport)]
-    log = open(tmp / "mlflow.log", "w")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=server_env, start_new_session=True)
-    uri = f"http://127.0.0.1:{mport}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if requests.get(f"{uri}/health", timeout=2).text == "OK":
-                break
-        except requests.RequestException:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, (tmp / "mlflow.log").read_text()[-3000:]
-        time.sleep(0.5)
+    server, uri, log = start_mlflow(tmp, f"s3://{BUCKET}/models", {"MLFLOW_S3_ENDPOINT_URL": endpoint})
     try:
         yield {"s3": s3, "endpoint": endpoint, "uri": uri, "db": db, "raw": raw, "tmp": tmp}
     finally:

@@ -7,6 +7,7 @@ second path: ``booster.predict(state.transform(DataFrame))``, the batch transfor
 from __future__ import annotations
 
 import math
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,3 +134,40 @@ def service(models, target: str | None = "1", token: str | None = TOKEN, max_bod
     holder.reload()
     app = create_app(holder, sink, AppSettings(token, max_body, max_rows, "0.2.0+svc"))
     return registry, holder, TestClient(app)
+
+
+def make_models(tmp: Path) -> dict:
+    """The data, two good versions (1: dsA, 2: dsB, different trees) and a broken one (3)."""
+    data = make_data(tmp)
+    return {
+        "data": data,
+        "1": train_model(data, "1", "dsA", leaves=7, rounds=20),
+        "2": train_model(data, "2", "dsB", leaves=15, rounds=40),
+        "3": broken_model(data, "3"),
+    }
+
+
+class Load:
+    """Client threads posting rows (``post(row) -> (status, body)``) in turn until stopped; results and errors."""
+
+    def __init__(self, post, rows: list[dict], threads: int = 4):
+        self.results: list[tuple[int, int, dict]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(post, rows, k, threads)) for k in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, post, rows: list[dict], k: int, step: int) -> None:
+        i = k
+        while not self._stop.is_set():
+            try:
+                self.results.append((i % len(rows), *post(rows[i % len(rows)])))
+            except Exception as e:  # every failure is what the tests count
+                self.errors.append(repr(e))
+            i += step
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=90)

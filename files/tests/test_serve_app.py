@@ -16,13 +16,7 @@ from serve_kit import AUTH, TOKEN, service
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    data = K.make_data(tmp_path_factory.mktemp("serve-data"))
-    return {
-        "data": data,
-        "1": K.train_model(data, "1", "dsA", leaves=7, rounds=20),
-        "2": K.train_model(data, "2", "dsB", leaves=15, rounds=40),
-        "3": K.broken_model(data, "3"),
-    }
+    return K.make_models(tmp_path_factory.mktemp("serve-models"))
 
 
 def test_one_row_and_a_batch_are_scored_as_the_batch_transform_scores_them(models):

@@ -20,13 +20,7 @@ from serve_kit import AUTH, TOKEN, quiet_sink, service
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    data = K.make_data(tmp_path_factory.mktemp("serve-swap"))
-    return {
-        "data": data,
-        "1": K.train_model(data, "1", "dsA", leaves=7, rounds=20),
-        "2": K.train_model(data, "2", "dsB", leaves=15, rounds=40),
-        "3": K.broken_model(data, "3"),
-    }
+    return K.make_models(tmp_path_factory.mktemp("serve-models"))
 
 
 def test_the_probe_row_is_a_valid_request_body():
@@ -56,34 +50,19 @@ def test_a_swap_under_concurrent_requests_fails_none_and_mixes_no_models(models)
     url = f"http://127.0.0.1:{port}/predict"
     rows = models["data"]["records"][:40]
     want = {v: K.expected(models[v], rows) for v in ("1", "2")}
-    results, errors, stop = [], [], threading.Event()
-
-    def client(k: int) -> None:
-        i = k
-        while not stop.is_set():
-            try:
-                results.append((i % len(rows), *_post(url, rows[i % len(rows)])))
-            except Exception as e:  # any failure is what the test counts
-                errors.append(repr(e))
-            i += 4
-
-    clients = [threading.Thread(target=client, args=(k,)) for k in range(4)]
-    for c in clients:
-        c.start()
+    load = K.Load(lambda row: _post(url, row), rows)
     time.sleep(0.5)
     registry.target = "2"
     outcome = holder.reload()
     time.sleep(0.5)
-    stop.set()
-    for c in clients:
-        c.join()
+    load.stop()
     server.should_exit = True
     thread.join(timeout=10)
     assert outcome["outcome"] == "swapped" and outcome["from"] == "1" and outcome["version"] == "2"
-    assert errors == []
-    seen = {body["model_version"] for _, _, body in results}
+    assert load.errors == []
+    seen = {body["model_version"] for _, _, body in load.results}
     assert seen == {"1", "2"}, seen  # requests before and after the swap
-    for i, status, body in results:
+    for i, status, body in load.results:
         assert status == 200
         version = body["model_version"]
         assert body["dataset_version"] == {"1": "dsA", "2": "dsB"}[version]

@@ -14,6 +14,7 @@ Exit codes: 0 stopped, 1 failure at startup, 2 usage (see cli.py).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import signal
@@ -24,6 +25,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import uvicorn
+
 from . import layout
 from . import tracking as T
 from .aws import S3Bucket, make_client
@@ -33,15 +36,19 @@ from .errors import JobError
 from .serve_app import AppSettings, create_app
 from .serve_model import ModelHolder, TrackingRegistry
 from .serve_sink import SERVE_JOB, ServeSink, SinkSettings
-from .telemetry import DEFAULT_LOG_GROUP, DEFAULT_NAMESPACE, LOG_GROUP_ENV, NAMESPACE_ENV, EventLog, warn
+from .telemetry import EventLog, add_reporting_flags, warn
 
 SERVE_PROG = "fraud-demo-serve"
 SERVED_BY = (
     "serve.py", "serve_app.py", "serve_model.py", "serve_sink.py", "serve_input.py", "model_store.py", "features.py",
+    "feature_input.py", "key_history.py",
 )  # fmt: skip
 TOKEN_ENV = "FRAUD_DEMO_SCORING_TOKEN"  # noqa: S105 (a variable name)
 MIN_TOKEN_CHARS = 16
 SD_LISTEN_FDS_START = 3  # systemd's first passed descriptor (sd_listen_fds(3))
+# After SIGTERM: seconds of serving with the listener closed before uvicorn closes idle connections, so that a
+# connection accepted just before (its request not read yet) is served, not reset.
+ACCEPTED_GRACE = 0.5
 DEFAULT_MODEL_DIR = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), SERVE_PROG)
 
 
@@ -84,11 +91,7 @@ def parse_serve_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sample-flush-seconds", type=float, default=float(_env_number("SAMPLE_FLUSH_SECONDS", 60)))
     p.add_argument("--metrics-interval", type=float, default=float(_env_number("METRICS_INTERVAL", 60)))
     p.add_argument("--drain-seconds", type=int, default=int(_env_number("DRAIN_SECONDS", 20)), help="SIGTERM grace")
-    p.add_argument("--log-group", default=env(LOG_GROUP_ENV, DEFAULT_LOG_GROUP), help="existing CloudWatch log group")
-    p.add_argument("--metrics-namespace", default=env(NAMESPACE_ENV, DEFAULT_NAMESPACE), help="CloudWatch namespace")
-    p.add_argument("--no-cloudwatch", action="store_true", help="log to stdout only, publish no metrics")
-    p.add_argument("--endpoint-url", help="AWS endpoint (default: boto3's, e.g. from AWS_ENDPOINT_URL)")
-    p.add_argument("--region", help="AWS region (default: boto3's, e.g. from AWS_REGION)")
+    add_reporting_flags(p, None)
     return p.parse_args(argv)
 
 
@@ -162,9 +165,23 @@ class _Stopped:
     signal: int | None = None
 
 
-def run_service(a: argparse.Namespace, token: str | None) -> int:
-    import uvicorn
+class DrainingServer(uvicorn.Server):
+    """uvicorn's graceful shutdown, preceded by ACCEPTED_GRACE seconds with the listener closed and every response
+    saying Connection: close (uvicorn alone closes a connection whose request it has not read yet: a reset)."""
 
+    def __init__(self, config: uvicorn.Config, draining):
+        super().__init__(config)
+        self.draining = draining
+
+    async def shutdown(self, sockets=None) -> None:
+        for server in self.servers:
+            server.close()
+        self.draining.set()
+        await asyncio.sleep(ACCEPTED_GRACE)
+        await super().shutdown(sockets)
+
+
+def run_service(a: argparse.Namespace, token: str | None) -> int:
     started = datetime.now(timezone.utc)
     host = socket.gethostname()
     events = EventLog(SERVE_PROG, SERVE_JOB, f"{host}-{started:%Y%m%dT%H%M%SZ}", a.dataset, json_stdout=True)
@@ -195,8 +212,11 @@ def run_service(a: argparse.Namespace, token: str | None) -> int:
     sock = listen_socket()
     where = f"fd {SD_LISTEN_FDS_START} (socket activation)" if sock else f"http://{a.host}:{a.port}"
     events("starting", listen=where, model=f"{a.model_name}@{a.alias}", auth=token is not None, code=code_version)
+    # SIGHUP from now on (systemctl reload during the first load must not kill the process: default action)
+    signal.signal(signal.SIGHUP, lambda signum, frame: holder.wake())
     holder.reload()  # before accepting: a restart serves the model from its first request (connections queue)
-    app = create_app(holder, sink, AppSettings(token, a.max_body_bytes, a.max_batch_rows, code_version))
+    settings = AppSettings(token, a.max_body_bytes, a.max_batch_rows, code_version)
+    app = create_app(holder, sink, settings)
     config = uvicorn.Config(
         app,
         host=a.host,
@@ -207,7 +227,7 @@ def run_service(a: argparse.Namespace, token: str | None) -> int:
         server_header=False,
         timeout_graceful_shutdown=a.drain_seconds,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, settings.draining)
     stopped = _Stopped()
 
     def on_stop(signum, frame):  # uvicorn re-raises the signal it drained for: end normally instead
@@ -215,7 +235,6 @@ def run_service(a: argparse.Namespace, token: str | None) -> int:
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, lambda signum, frame: holder.wake())
     sink.start()
     holder.start()
     events("serving", listen=where, **holder.status())

@@ -15,10 +15,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -37,6 +38,9 @@ class AppSettings:
     max_body_bytes: int
     max_batch_rows: int
     service_code_version: str
+    # Set when shutting down: every response then says Connection: close, so keep-alive clients reconnect (to the
+    # next process, through the socket systemd keeps) instead of racing the close of an idle connection.
+    draining: threading.Event = field(default_factory=threading.Event)
 
 
 class _BodyTooLarge(Exception):
@@ -56,8 +60,8 @@ class RequestLog:
     """Pure ASGI middleware (no per-request task or copy of the body): a request id, the X-Request-ID header,
     and one log line with status and latency when the response has gone out."""
 
-    def __init__(self, app, sink: ServeSink):
-        self.app, self.sink = app, sink
+    def __init__(self, app, sink: ServeSink, draining: threading.Event):
+        self.app, self.sink, self.draining = app, sink, draining
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -71,7 +75,10 @@ class RequestLog:
         async def send_logged(message):
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", info["request_id"].encode())]
+                headers = [*message.get("headers", []), (b"x-request-id", info["request_id"].encode())]
+                if self.draining.is_set():
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -108,7 +115,7 @@ def token_problem(header: str | None, token: str) -> str | None:
 
 def create_app(holder: ModelHolder, sink: ServeSink, settings: AppSettings) -> FastAPI:
     app = FastAPI(title="fraud-demo scoring", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(RequestLog, sink=sink)
+    app.add_middleware(RequestLog, sink=sink, draining=settings.draining)
     log = holder.events
 
     @app.get("/health")

@@ -199,13 +199,15 @@ def run_reported(
     return run_job(prog, body, last_line, stopped=stopped, on_failure=on_failure)
 
 
-def add_reporting_flags(p: argparse.ArgumentParser, check_help: str) -> None:
-    """The flags of a job that reports to CloudWatch and reads AWS: where to, --check, and the AWS endpoint."""
+def add_reporting_flags(p: argparse.ArgumentParser, check_help: str | None) -> None:
+    """The flags of a job that reports to CloudWatch and reads AWS: where to, --check (unless ``check_help`` is
+    None: the scoring service has none), and the AWS endpoint."""
     p.add_argument("--log-group", default=env(LOG_GROUP_ENV, DEFAULT_LOG_GROUP), help="existing CloudWatch log group")
     p.add_argument(
         "--metrics-namespace", default=env(NAMESPACE_ENV, DEFAULT_NAMESPACE), help="CloudWatch metrics namespace"
     )
-    p.add_argument("--no-cloudwatch", action="store_true", help="log to stderr only, publish no metrics")
-    p.add_argument("--check", action="store_true", help=check_help)
+    p.add_argument("--no-cloudwatch", action="store_true", help="log locally only, publish no metrics")
+    if check_help is not None:
+        p.add_argument("--check", action="store_true", help=check_help)
     p.add_argument("--endpoint-url", help="AWS endpoint (default: boto3's, e.g. from AWS_ENDPOINT_URL)")
     p.add_argument("--region", help="AWS region (default: boto3's, e.g. from AWS_REGION)")
