@@ -341,7 +341,8 @@ def predictions_lines(s3, buckets, model_version):
                 for o in sorted(objects, key=lambda o: o["Key"])
             ]
     return [
-        f"  (none yet under {prefix} for model version {model_version}; run playbooks/deploy.yml --tags batch_score)"
+        f"  (none yet under {prefix} for model version {model_version};"
+        " run playbooks/deploy.yml --skip-tags scoring_service)"
     ]
 
 

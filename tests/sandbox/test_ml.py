@@ -1,0 +1,270 @@
+"""End-to-end test of the train and deploy stages on the sandbox: site.yml twice and in check mode; settings and a
+stopped tracking server refused with their message; a promotion under load and a restart of the scoring service
+under load without a failed request; batch scoring idempotent; bad requests over the real service; then the node
+replaced (teardown, data kept) and the registry, the service and the predictions back."""
+
+import json
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import ROOT, on_node, one_line
+from mlflow.tracking import MlflowClient
+from modelstate import check_model, runs_by_status, snapshot
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.sandbox_node]
+
+ROWS = ["-e", "fraud_demo_synthetic_rows=20000"]
+MODEL = "fraud-detector"
+SERVICE = "fraud-demo-mlflow"
+SCORING = "fraud-demo-scoring"
+# One transaction with the contract's required fields (the first row of the real test_transaction.csv).
+TRANSACTION = {
+    "TransactionID": 3663549,
+    "TransactionDT": 18403224,
+    "TransactionAmt": 31.95,
+    "ProductCD": "W",
+    "card1": 10409,
+}
+
+
+def post(url, body, token=None, timeout=30):
+    """(status, JSON answer) of POST url with a JSON body (bytes are sent as they are)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def get(url, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as answer:
+        return json.loads(answer.read())
+
+
+class Load:
+    """A bounded open-loop load on /predict from this machine (loopback): `rate` requests a second, each on a new
+    connection, until stopped; every answer is kept as (seconds since start, status, model version or error)."""
+
+    def __init__(self, url, token, rate=40):
+        self.url, self.token, self.interval = f"{url}/predict", token, 1 / rate
+        self.results, self.stopped, self.threads = [], threading.Event(), []
+
+    def _one(self, started):
+        try:
+            status, answer = post(self.url, TRANSACTION, self.token)
+            outcome = answer.get("model_version") if status == 200 else answer
+        except (OSError, ValueError) as e:
+            status, outcome = None, repr(e)
+        self.results.append((time.monotonic() - started, status, outcome))
+
+    def _run(self):
+        started = next_at = time.monotonic()
+        while not self.stopped.is_set():
+            thread = threading.Thread(target=self._one, args=(started,), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+            next_at += self.interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def __enter__(self):
+        self.runner = threading.Thread(target=self._run, daemon=True)
+        self.runner.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.runner.join()
+        for thread in self.threads:
+            thread.join(60)
+
+    def failures(self):
+        return [r for r in self.results if r[1] != 200]
+
+    def versions(self):
+        """The model versions that answered, in the order of the requests' answers, runs collapsed."""
+        out = []
+        for _, _, version in sorted(self.results):
+            if not out or out[-1] != version:
+                out.append(version)
+        return out
+
+
+def prediction_objects(s3, bucket, model_version):
+    """{key@VersionId: ETag} of every object version under predictions/<model version>/."""
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=f"predictions/{model_version}/")
+    return {v["Key"] + "@" + v["VersionId"]: v["ETag"] for page in pages for v in page.get("Versions", [])}
+
+
+def all_runs(client):
+    """{run id: (status, artifact URI, metrics)} of every run in every experiment: what a restore must bring back."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments) if experiments else []
+    return {r.info.run_id: (r.info.status, r.info.artifact_uri, tuple(sorted(r.data.metrics.items()))) for r in runs}
+
+
+def node_down_and_fresh():
+    """Replace the node: stop it and boot a fresh tree from the image (nothing of the old disk survives)."""
+    for verb in ("down", "up"):
+        subprocess.run(["scripts/sandbox-node.sh", verb], cwd=ROOT, check=True, capture_output=True, timeout=300)
+
+
+def test_site_trains_deploys_once_reruns_clean_promotes_under_load_and_restores(
+    aws, names, playbook, sandbox_env, capsys
+):
+    # A node with a registry from an earlier run would hold runs of a bucket the emulator's reset forgot.
+    node_down_and_fresh()
+    client = MlflowClient(
+        tracking_uri=sandbox_env["MLFLOW_TRACKING_URI"], registry_uri=sandbox_env["MLFLOW_TRACKING_URI"]
+    )
+    url, token = sandbox_env["FRAUD_DEMO_SCORING_URL"], sandbox_env["FRAUD_DEMO_SCORING_TOKEN"]
+    s3 = aws.client("s3")
+
+    first = playbook("site.yml", *ROWS)
+    assert first.rc == 0, first
+    state, problems = check_model(aws, names.bucket, client, MODEL, versions=1)
+    assert problems == []
+    assert state["aliases"] == {"champion": "1"}
+    text = one_line(first.output)
+    assert f"{MODEL} version 1: trained and registered" in text, first
+    assert "decision: champion (promoted)" in text, first
+    assert "this model) vs none (no champion before)" in text, first
+    # Stage 6: the service serves the champion, the batch predictions of version 1 are written.
+    assert get(f"{url}/health")["model_version"] == "1"
+    assert "served: version 1" in text, first
+    assert f"{MODEL} version 1 on ieee-fraud-detection version" in text and "scored and written" in text, first
+    assert len(prediction_objects(s3, names.bucket, "1")) == 3
+
+    again = playbook("site.yml", *ROWS)
+    assert again.rc == 0, again
+    assert again.changed == 0, again
+    assert "unchanged, a version trained on the same dataset version" in one_line(again.output), again
+    assert "unchanged, the predictions of this model version and dataset version exist" in one_line(again.output)
+
+    check = playbook("site.yml", "--check", "--diff", *ROWS)
+    assert check.rc == 0, check
+    assert check.changed == 0, check
+    assert snapshot(client, MODEL) == state
+    assert token not in check.output + again.output + first.output
+
+    with capsys.disabled():
+        print(
+            f"\nsite.yml with train and deploy: first run {first.seconds:.1f}s, re-run {again.seconds:.1f}s,"
+            f" --check {check.seconds:.1f}s"
+        )
+    added = time.monotonic()
+
+    # Bad requests over the real service: each one refused with its status, field and rule; it keeps serving.
+    assert post(f"{url}/predict", TRANSACTION)[0] == 401
+    assert post(f"{url}/predict", TRANSACTION, "not-the-token")[0] == 401
+    status, answer = post(f"{url}/predict", {**TRANSACTION, "ProductCD": "Z", "isFraud": 1}, token)
+    assert status == 422, answer
+    assert {p["field"] for p in answer["problems"]} >= {"ProductCD", "isFraud"}, answer
+    assert all(p["rule"] for p in answer["problems"]), answer
+    assert post(f"{url}/predict", [TRANSACTION] * 1001, token)[0] == 413
+    assert post(f"{url}/predict", b"[" + b" " * (2 << 20) + b"]", token)[0] == 413
+    assert post(f"{url}/predict", TRANSACTION, token)[0] == 200
+
+    # The deploy stage's settings refused by its preflight before anything changes, each with its own message.
+    bad = playbook("deploy.yml", "-e", "fraud_demo_scoring_host=0.0.0.0")
+    assert bad.rc != 0 and bad.changed == 0, bad
+    assert "the scoring service must never listen anywhere but a loopback address" in one_line(bad.output), bad
+    bad = playbook("deploy.yml", "-e", "fraud_demo_scoring_token=")
+    assert bad.rc != 0 and bad.changed == 0, bad
+    assert "No bearer token for the scoring service" in one_line(bad.output), bad
+
+    # A promotion under load: version 2 (a copy of 1, lineage tags included) becomes champion through the
+    # registry, deploy.yml swaps it in with SIGHUP; every request succeeds and the answers switch from 1 to 2.
+    client.copy_model_version(f"models:/{MODEL}/1", MODEL)
+    client.set_registered_model_alias(MODEL, "champion", "2")
+    with Load(url, token) as load:
+        time.sleep(2)
+        promoted = playbook("deploy.yml", "--skip-tags", "batch_score")
+        time.sleep(2)
+    assert promoted.rc == 0 and promoted.changed >= 1, promoted
+    assert "swapped from 1" in one_line(promoted.output), promoted
+    assert load.failures() == [], load.failures()[:5]
+    assert load.versions() == ["1", "2"], load.versions()
+    assert get(f"{url}/version")["model_version"] == "2"
+    promotion = (len(load.results), promoted.seconds)
+
+    # Batch scoring of the new champion once; a second run changes nothing and touches no object.
+    scored = playbook("deploy.yml", "--skip-tags", "scoring_service")
+    assert scored.rc == 0 and scored.changed == 1, scored
+    objects = prediction_objects(s3, names.bucket, "2")
+    assert len(objects) == 3
+    unchanged = playbook("deploy.yml", "--skip-tags", "scoring_service")
+    assert unchanged.rc == 0 and unchanged.changed == 0, unchanged
+    assert prediction_objects(s3, names.bucket, "2") == objects
+
+    # The service stopped (SIGTERM: drain, exit 0) and restarted under load: the socket holds the connections
+    # meanwhile, the next one starts it again (socket activation), and no request fails.
+    with Load(url, token) as load:
+        time.sleep(1)
+        on_node(f"systemctl kill -s TERM {SCORING}.service")
+        time.sleep(4)
+        on_node(f"systemctl restart {SCORING}.service")
+        time.sleep(4)
+    assert load.failures() == [], load.failures()[:5]
+    assert load.versions() == ["2"], load.versions()
+    assert on_node(f"systemctl is-active {SCORING}.service") == "active"
+    on_node(f"systemctl start {SERVICE}-backup.service")  # the alias moved outside the train job: back it up
+    state, problems = check_model(aws, names.bucket, client, MODEL, versions=2)
+    assert problems == [], problems
+
+    with capsys.disabled():
+        print(
+            f"deploy checks: {time.monotonic() - added:.1f}s; promotion under load: {promotion[0]} requests,"
+            f" deploy.yml {promotion[1]:.1f}s; batch scoring {scored.seconds:.1f}s, unchanged {unchanged.seconds:.1f}s;"
+            f" SIGTERM + restart under load: {len(load.results)} requests"
+        )
+
+    # A setting out of range: the preflight names it and its range before anything on the node changes.
+    bad = playbook("train.yml", "-e", "train_min_auc=1.5")
+    assert bad.rc != 0, bad
+    assert bad.changed == 0, bad
+    assert "train_min_auc must be a ROC-AUC from 0 to 1" in one_line(bad.output), bad
+    bad = playbook("train.yml", "-e", "train_early_stopping_rounds=50", "-e", "train_max_rounds=10")
+    assert bad.rc != 0, bad
+    expected = "train_early_stopping_rounds must be a whole number from 1 to 10000 and at most train_max_rounds (10)"
+    assert expected in one_line(bad.output), bad
+
+    # The tracking server stopped (and the stage told not to start it): one message saying how to start it,
+    # nothing trained, no run left RUNNING; the next full run starts it again and changes nothing else.
+    on_node(f"systemctl stop {SERVICE}")
+    down = playbook("train.yml", "--skip-tags", "mlflow_server")
+    assert down.rc != 0, down
+    message = one_line(down.output)
+    assert "does not answer /health on sandbox-node" in message, down
+    assert f"sudo systemctl start {SERVICE}" in message, down
+    back = playbook("train.yml")
+    assert back.rc == 0, back
+    assert "unchanged" in one_line(back.output), back
+    assert snapshot(client, MODEL) == state
+    assert runs_by_status(client, "RUNNING") == []
+    runs = all_runs(client)
+
+    # The node replaced: teardown (the data bucket and its registry/ backup kept), a fresh node, site.yml. The
+    # tracking server restores the registry before it starts, so the same runs, versions and aliases are back
+    # and training finds its model version: nothing is trained again.
+    down = playbook("teardown.yml")
+    assert down.rc == 0, down
+    node_down_and_fresh()
+    assert on_node("test -e /opt/fraud-demo && echo old || echo fresh") == "fresh"
+    restored = playbook("site.yml", *ROWS)
+    assert restored.rc == 0, restored
+    assert "unchanged, a version trained on the same dataset version" in one_line(restored.output), restored
+    assert snapshot(client, MODEL) == state
+    assert all_runs(client) == runs
+    assert check_model(aws, names.bucket, client, MODEL, versions=2)[1] == []
+    assert get(f"{url}/health")["model_version"] == "2"
+    assert "unchanged, the predictions of this model version and dataset version exist" in one_line(restored.output)
+
+    with capsys.disabled():
+        print(f"site.yml on a fresh node, registry restored: {restored.seconds:.1f}s")
