@@ -331,7 +331,7 @@ def predictions_lines(s3, buckets, model_version):
     """Where the batch predictions of the served version are: predictions/<model-version>/<dataset-version>/."""
     if model_version is None:
         return ["  (no served model, so no batch predictions of it to show)"]
-    prefix = layout.predictions_prefix(str(model_version), "")
+    prefix = layout.predictions_model_prefix(str(model_version))
     for bucket in buckets:
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         objects = [o for page in pages for o in page.get("Contents", [])]

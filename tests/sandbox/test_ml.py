@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 from conftest import ROOT, on_node, one_line
+from fraud_demo_jobs import layout
 from mlflow.tracking import MlflowClient
 from modelstate import check_model, runs_by_status, snapshot
 
@@ -98,7 +99,9 @@ class Load:
 
 def prediction_objects(s3, bucket, model_version):
     """{key@VersionId: ETag} of every object version under predictions/<model version>/."""
-    pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=f"predictions/{model_version}/")
+    pages = s3.get_paginator("list_object_versions").paginate(
+        Bucket=bucket, Prefix=layout.predictions_model_prefix(model_version)
+    )
     return {v["Key"] + "@" + v["VersionId"]: v["ETag"] for page in pages for v in page.get("Versions", [])}
 
 
