@@ -12,111 +12,24 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import boto3
 import numpy as np
 import pandas as pd
 import pytest
-import requests
-from fraud_demo_jobs import ingest, synthetic
+from fraud_demo_jobs import ingest
 from fraud_demo_jobs import train as tj
-
-BUCKET = "fraud-demo-train-test"
-DATASET = "ieee-fraud-detection"
-MODEL = "fraud-detector"
-ROWS = 8000
-# Small but real: enough rounds for a useful model on 8,000 rows, few enough to keep each training short.
-FAST = ["--max-rounds", "120", "--learning-rate", "0.15", "--early-stopping-rounds", "20"]
-MLFLOW = Path(sys.executable).parent / "mlflow"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from jobs_lake import BUCKET, DATASET, FAST, MODEL, aws_args, client, free_port, keys, running_lake, s3_json
 
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
     """A moto server with the bucket and log group, a curated version of generated data, and an MLflow server."""
-    from moto.server import ThreadedMotoServer
-
-    tmp = tmp_path_factory.mktemp("train")
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    requests.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"}
-    env |= {"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    boto3.client("logs").create_log_group(logGroupName="fraud-demo-logs")
-    raw = tmp / "raw"
-    synthetic.generate(str(raw), rows=ROWS, seed=7)
-    _land_and_ingest(s3, raw, tmp / "ingest")
-
-    db = tmp / "mlflow.db"
-    mport = _free_port()
-    server_env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server_env["MLFLOW_S3_ENDPOINT_URL"] = endpoint
-    cmd = [str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{db}", "--workers", "1"]
-    cmd += ["--artifacts-destination", f"s3://{BUCKET}/models", "--host", "127.0.0.1", "--port", str(mport)]
-    log = open(tmp / "mlflow.log", "w")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=server_env, start_new_session=True)
-    uri = f"http://127.0.0.1:{mport}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if requests.get(f"{uri}/health", timeout=2).text == "OK":
-                break
-        except requests.RequestException:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, (tmp / "mlflow.log").read_text()[-3000:]
-        time.sleep(0.5)
-    try:
-        yield {"s3": s3, "endpoint": endpoint, "uri": uri, "db": db, "raw": raw, "tmp": tmp}
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-        log.close()
-        moto.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _land_and_ingest(s3, raw: Path, work: Path) -> str:
-    for f in sorted(raw.glob("*.csv")):
-        s3.put_object(Bucket=BUCKET, Key=f"raw/{DATASET}/{f.name}", Body=f.read_bytes())
-    code = ingest.ingest_main(["--bucket", BUCKET, "--work-dir", str(work), "--no-cloudwatch"])
-    assert code == 0
-    return s3_json(s3, f"curated/{DATASET}/latest")["version"]
-
-
-def aws_args(lake) -> list[str]:
-    """The emulator, named on the command line (the jobs' conftest clears AWS_* before every test)."""
-    return ["--endpoint-url", lake["endpoint"], "--region", "us-east-1"]
-
-
-def s3_json(s3, key: str) -> dict:
-    return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-
-
-def keys(s3, prefix: str) -> list[str]:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    return [o["Key"] for p in pages for o in p.get("Contents", [])]
+    with running_lake(tmp_path_factory.mktemp("train")) as lk:
+        yield lk
 
 
 def train(lake, capsys, *extra, experiment="fraud-demo") -> tuple[int, dict, str]:
@@ -127,12 +40,6 @@ def train(lake, capsys, *extra, experiment="fraud-demo") -> tuple[int, dict, str
     lines = out.strip().splitlines()
     assert lines, err
     return code, json.loads(lines[-1]), err
-
-
-def client(lake):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=lake["uri"], registry_uri=lake["uri"])
 
 
 def versions(lake) -> list[str]:
@@ -274,7 +181,7 @@ def test_damaged_version_and_a_dead_tracking_server_are_named(lake, capsys):
     code, s, _ = train(lake, capsys, "--dataset", broken)
     assert code == 1 and "is damaged" in s["msg"] and "train_transaction.parquet" in s["msg"]
 
-    port = _free_port()
+    port = free_port()
     argv = ["--bucket", BUCKET, "--tracking-uri", f"http://127.0.0.1:{port}", "--work-dir", str(lake["tmp"] / "w2")]
     argv += aws_args(lake)
     code = tj.train_main(argv)

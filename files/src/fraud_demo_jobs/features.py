@@ -22,6 +22,8 @@ import pandas as pd
 
 from . import ieee_contract as C
 from .errors import JobError
+from .feature_input import FrameColumns, RecordColumns, ValueTable
+from .key_history import KeyHistory
 
 DAY = 86400
 DT = "TransactionDT"
@@ -49,6 +51,7 @@ CARD_VALUES = ("TransactionAmt",)
 # 7 + 30/2 days on average with the default split), so training rows are given the same staleness.
 DEFAULT_LAG_DAYS = 22.0
 LAST_ROWS = 3  # "recent behaviour": the key's last few earlier rows, against all its earlier rows
+KEY_CHUNK_ROWS = 65536  # rows per pass of the key aggregates (their temporaries grow with rows x values x 3)
 
 
 @dataclass(frozen=True)
@@ -160,42 +163,18 @@ def time_split(frame: pd.DataFrame, spec: SplitSpec) -> TimeSplit:
 # ---- derived columns (row-local, no state) ----------------------------------------------------------------------
 
 
-def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
-    """A numeric column as float64 (NaN for missing or absent)."""
-    if col not in frame:
-        return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+Columns = FrameColumns | RecordColumns
 
 
-def _numeric_block(frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
-    """Many numeric columns at once as float32 (NaN for missing or absent): one conversion, not one per column
-    (what makes a one-row transform cheap); columns of another dtype (e.g. text from JSON) go one by one."""
-    sub = frame.reindex(columns=cols)
-    try:
-        return sub.to_numpy(dtype=np.float32, na_value=np.nan)
-    except (TypeError, ValueError):
-        return np.column_stack([_num(sub, c) for c in cols]).astype(np.float32) if cols else np.empty((len(frame), 0))
-
-
-def _text(frame: pd.DataFrame, col: str) -> np.ndarray:
-    """A text column as an object array of str (None for missing or absent), whatever its pandas dtype."""
-    if col not in frame:
-        return np.full(len(frame), None, dtype=object)
-    s = frame[col]
-    out = s.astype(object).to_numpy(dtype=object, copy=True)
-    out[pd.isna(s).to_numpy()] = None
-    return out
-
-
-def _row_values(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+def _row_values(src: Columns) -> dict[str, np.ndarray]:
     """Derived row-local values the aggregates and features use."""
-    p, r = _text(frame, "P_emaildomain"), _text(frame, "R_emaildomain")
-    m4, m6, id23, id15 = (_text(frame, c) for c in ("M4", "M6", "id_23", "id_15"))
+    p, r = src.text("P_emaildomain"), src.text("R_emaildomain")
+    m4, m6, id23, id15 = (src.text(c) for c in ("M4", "M6", "id_23", "id_15"))
     r_present = np.array([x is not None for x in r], dtype=bool)
     mismatch = (r_present & (r != p)).astype(np.float64)
-    amt = _num(frame, "TransactionAmt")
+    amt = src.num("TransactionAmt")
     cents = np.round(amt * 1000) % 10
-    values = {name: _num(frame, name) for name in AGG_VALUES if name in _CONTRACT_NUMERIC}
+    values = {name: src.num(name) for name in AGG_VALUES if name in _CONTRACT_NUMERIC}
     values["email_mismatch"] = mismatch
     values["m4_m2"] = _flag(m4, "M2")
     values["m6_f"] = _flag(m6, "F")
@@ -206,17 +185,31 @@ def _row_values(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return values
 
 
+# Small helpers instead of np.where/np.nan_to_num with a scalar, which cost 5-15 us each on a one-row array.
+def _nan_as(x: np.ndarray, fill: float) -> np.ndarray:
+    """x with NaN replaced by fill."""
+    out = x.copy()
+    out[np.isnan(out)] = fill
+    return out
+
+
+def _masked(x: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """x (a fresh array) with NaN where ``missing``."""
+    x[missing] = np.nan
+    return x
+
+
 def _flag(text: np.ndarray, value: str) -> np.ndarray:
     """1.0 where text == value, 0.0 where it differs, NaN where missing."""
     return np.array([np.nan if x is None else float(x == value) for x in text])
 
 
-def _uid_parts(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+def _uid_parts(src: Columns) -> dict[str, np.ndarray]:
     """Integer keys per row; NaN parts get their own code. Packed into one int64 per key."""
-    card1 = np.nan_to_num(_num(frame, "card1"), nan=-1).astype(np.int64) + 1  # < 2**20
-    addr1 = np.nan_to_num(_num(frame, "addr1"), nan=-1).astype(np.int64) + 1  # < 2**12
-    day = _num(frame, DT) // DAY
-    start = np.nan_to_num(day - _num(frame, "D1"), nan=-(2**15)).astype(np.int64) + 2**15  # < 2**17
+    card1 = _nan_as(src.num("card1"), -1).astype(np.int64) + 1  # < 2**20
+    addr1 = _nan_as(src.num("addr1"), -1).astype(np.int64) + 1  # < 2**12
+    day = src.num(DT) // DAY
+    start = _nan_as(day - src.num("D1"), -(2**15)).astype(np.int64) + 2**15  # < 2**17
     return {"uid": (card1 << 30) | (addr1 << 17) | start, "card1": card1}
 
 
@@ -229,92 +222,8 @@ _CONTRACT_NUMERIC = {n for n, k in _CONTRACT_KIND.items() if k in ("int", "float
 # ---- the fitted state -------------------------------------------------------------------------------------------
 
 
-@dataclass
-class KeyHistory:
-    """The fitted rows of one key, sorted by (key, TransactionDT), with running sums for O(log n) lookups of
-    "aggregates over this key's rows strictly earlier than t"."""
-
-    keys: np.ndarray  # int64 sorted unique keys
-    starts: np.ndarray  # int64 position of each key's first row in the sorted rows
-    dt: np.ndarray  # int64 TransactionDT of the sorted rows
-    sums: dict[str, np.ndarray]  # value -> cumulative sum (NaN as 0), length rows + 1
-    counts: dict[str, np.ndarray]  # value -> cumulative count of non-NaN, length rows + 1
-
-    @classmethod
-    def build(cls, key: np.ndarray, dt: np.ndarray, values: dict[str, np.ndarray]) -> KeyHistory:
-        order = np.lexsort((dt, key))
-        k, t = key[order], dt[order]
-        keys, starts = np.unique(k, return_index=True)
-        sums, counts = {}, {}
-        for name, v in values.items():
-            v = v[order]
-            ok = ~np.isnan(v)
-            sums[name] = np.concatenate([[0.0], np.cumsum(np.where(ok, v, 0.0))])
-            counts[name] = np.concatenate([[0], np.cumsum(ok)]).astype(np.int64)
-        return cls(keys.astype(np.int64), starts.astype(np.int64), t.astype(np.int64), sums, counts)
-
-    def extend(self, key: np.ndarray, dt: np.ndarray, values: dict[str, np.ndarray]) -> KeyHistory:
-        """A new history with these rows added (the stored rows' values are recovered from the running sums)."""
-        key_rows = np.repeat(self.keys, np.diff(np.append(self.starts, len(self.dt))))
-        merged = {}
-        for name in self.sums:
-            ok = np.diff(self.counts[name]) > 0
-            merged[name] = np.concatenate([np.where(ok, np.diff(self.sums[name]), np.nan), values[name]])
-        return KeyHistory.build(np.concatenate([key_rows, key]), np.concatenate([self.dt, dt]), merged)
-
-    def lookup(self, key: np.ndarray, dt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For each query row: (start, end) of its key's rows with TransactionDT < dt, and whether the key is known."""
-        i = np.searchsorted(self.keys, key)
-        i_c = np.minimum(i, len(self.keys) - 1)
-        known = (i < len(self.keys)) & (self.keys[i_c] == key)
-        start = np.where(known, self.starts[i_c], 0)
-        stop = np.where(known, np.append(self.starts, len(self.dt))[i_c + 1], 0)
-        # Within [start, stop) the dt are sorted: binary search each row's slice, vectorised through an offset key.
-        end = start + _count_below(self.dt, start, stop, dt)
-        return start, np.where(known, end, 0), known
-
-    def to_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        rows = {"dt": self.dt}
-        rows.update({f"sum_{k}": v[1:] for k, v in self.sums.items()})
-        rows.update({f"n_{k}": v[1:] for k, v in self.counts.items()})
-        return pd.DataFrame({"key": self.keys, "start": self.starts}), pd.DataFrame(rows)
-
-    @classmethod
-    def from_frames(cls, keys: pd.DataFrame, rows: pd.DataFrame) -> KeyHistory:
-        names = [c[4:] for c in rows.columns if c.startswith("sum_")]
-        sums = {n: np.concatenate([[0.0], rows[f"sum_{n}"].to_numpy(np.float64)]) for n in names}
-        counts = {n: np.concatenate([[0], rows[f"n_{n}"].to_numpy(np.int64)]) for n in names}
-        return cls(
-            keys["key"].to_numpy(np.int64),
-            keys["start"].to_numpy(np.int64),
-            rows["dt"].to_numpy(np.int64),
-            sums,
-            counts,
-        )
-
-
 def _key_values(key: str) -> tuple[str, ...]:
     return AGG_VALUES if key == "uid" else CARD_VALUES
-
-
-def _window_mean(hist: KeyHistory, value: str, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Mean of a value over the sorted rows [lo, hi) (NaN values skipped; NaN when none)."""
-    s = hist.sums[value][hi] - hist.sums[value][lo]
-    c = hist.counts[value][hi] - hist.counts[value][lo]
-    return np.where(c > 0, s / np.maximum(c, 1), np.nan)
-
-
-def _count_below(sorted_dt: np.ndarray, start: np.ndarray, stop: np.ndarray, dt: np.ndarray) -> np.ndarray:
-    """Number of entries of sorted_dt[start:stop] that are < dt, per row (a vectorised per-slice binary search)."""
-    lo, hi = start.copy(), stop.copy()
-    while True:
-        active = lo < hi
-        if not active.any():
-            return lo - start
-        mid = (lo + hi) // 2
-        below = active & (sorted_dt[np.minimum(mid, len(sorted_dt) - 1)] < dt)
-        lo = np.where(below, mid + 1, lo)
-        hi = np.where(active & ~below, mid, hi)
 
 
 @dataclass
@@ -338,22 +247,23 @@ class FeatureState:
 
         ``lag_days``: rows at or before the last fitted time (the training rows) aggregate the key's rows more than
         this many days earlier; later rows aggregate every fitted row of their key (all earlier than them)."""
+        src = FrameColumns(history)
         text_cols = [c for c in history.columns if _CONTRACT_KIND.get(c) == "str"]
         raw_numeric = [c for c in history.columns if c in _CONTRACT_NUMERIC and c not in NOT_FEATURES]
         categories = {}
         for col in text_cols:
-            values = pd.unique(_text(history, col))
+            values = pd.unique(src.text(col))
             categories[col] = sorted(str(v) for v in values if v is not None)
         frequencies = {}
         for col in FREQUENCY_COLUMNS:
             if col in history:
-                counts = _freq_values(history, col).value_counts(dropna=True, sort=False).sort_index()
+                counts = pd.Series(_freq_values(src, col)).value_counts(dropna=True, sort=False).sort_index()
                 frequencies[col] = {"values": counts.index.tolist(), "shares": (counts / max(len(history), 1)).tolist()}
-        dt = _num(history, DT).astype(np.int64)
-        values = _row_values(history)
+        dt = src.num(DT).astype(np.int64)
+        values = _row_values(src)
         histories = {
             name: KeyHistory.build(key, dt, {v: values[v] for v in _key_values(name)})
-            for name, key in _uid_parts(history).items()
+            for name, key in _uid_parts(src).items()
         }
         dt_max = int(dt.max()) if len(dt) else 0
         return cls(categories, frequencies, histories, raw_numeric, len(history), dt_max, float(lag_days))
@@ -362,11 +272,12 @@ class FeatureState:
         """The state with ``frame``'s rows added to the key histories (label-free: what a scoring service learns
         from the transactions it sees). Encoders stay as fitted; the lag still applies only to rows inside the
         fitted window, so a later row now aggregates every earlier row of its key, the added ones included."""
-        dt = _num(frame, DT).astype(np.int64)
-        values = _row_values(frame)
+        src = FrameColumns(frame)
+        dt = src.num(DT).astype(np.int64)
+        values = _row_values(src)
         histories = {
             name: self.histories[name].extend(key, dt, {v: values[v] for v in _key_values(name)})
-            for name, key in _uid_parts(frame).items()
+            for name, key in _uid_parts(src).items()
         }
         return replace(self, histories=histories)
 
@@ -393,10 +304,7 @@ class FeatureState:
         names = ["hour", "amt_decimals3", "amt_cents", "email_mismatch", "m4_m2"]
         names += [f"freq_{c}" for c in FREQUENCY_COLUMNS if c in self.frequencies]
         for key in self.histories:
-            names += [f"{key}_n_prev", f"{key}_days_since_first"]
-            for v in _key_values(key):
-                names += [f"{key}_mean_{v}", f"{key}_last{LAST_ROWS}_{v}", f"{key}_dev_{v}", f"{key}_vs_first_{v}"]
-            names.append(f"{key}_amt_ratio")
+            names += self._key_feature_names(key)
         return names
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -404,64 +312,102 @@ class FeatureState:
 
         Aggregates use only fitted rows strictly earlier than each row; nothing is computed across the rows of
         ``frame`` itself, so a row's features do not depend on which other rows are scored with it."""
-        names = self.feature_names
-        column = {name: i for i, name in enumerate(names)}
-        # One float32 block filled column by column: no float64 copy of the whole frame at any time.
-        block = np.empty((len(frame), len(names)), dtype=np.float32, order="F")
+        return pd.DataFrame(self._features(FrameColumns(frame)), columns=self.feature_names, copy=False)
 
-        def put(name: str, values: np.ndarray) -> None:
-            block[:, column[name]] = values
+    def transform_records(self, rows: list[dict]) -> np.ndarray:
+        """``transform(pd.DataFrame(rows)).to_numpy()`` without pandas: the scoring service's path (one JSON row in
+        well under a millisecond). Fields absent from a row, None and NaN are missing values."""
+        return self._features(RecordColumns(rows))
 
-        dt = _num(frame, DT)
-        values = _row_values(frame)
+    def _features(self, src: Columns) -> np.ndarray:
+        """The feature block of any column source, (rows, feature_names) float32."""
+        layout = self._layout()
+        # One float32 block filled a group of columns at a time: no float64 copy of the whole input at any time.
+        block = np.empty((src.n, len(layout["names"])), dtype=np.float32, order="F")
+        dt = src.num(DT)
+        values = _row_values(src)
         amt = values["TransactionAmt"]
-        put("hour", (dt % DAY) // 3600)
-        put("amt_decimals3", values["amt_decimals3"])
-        put("amt_cents", np.round(amt - np.floor(amt), 3))
-        put("email_mismatch", values["email_mismatch"])
-        put("m4_m2", values["m4_m2"])
-        for col, table in self.frequencies.items():
-            if col not in self._lookup:
-                self._lookup[col] = (pd.Index(table["values"]), np.asarray(table["shares"] + [0.0]))
-            index, shares = self._lookup[col]
-            pos = index.get_indexer(_freq_values(frame, col))
-            put(f"freq_{col}", np.where(pos >= 0, shares[pos], 0.0))
-        dt_i = np.nan_to_num(dt, nan=0).astype(np.int64)
+        row_local = [
+            (dt % DAY) // 3600,
+            values["amt_decimals3"],
+            np.round(amt - np.floor(amt), 3),
+            values["email_mismatch"],
+            values["m4_m2"],
+        ]
+        block[:, layout["row_local"]] = np.column_stack(row_local)
+        text_freq, num_freq = layout["text_frequencies"], layout["num_frequencies"]
+        pos = src.text_positions({col: table for col, (table, _) in text_freq.items()})
+        for j, (col, (_, shares)) in enumerate(text_freq.items()):
+            block[:, layout["freq", col]] = shares[pos[:, j]]  # shares[-1] is 0.0: not in the table
+        for col, (table, shares) in num_freq.items():
+            p = table.positions(src.num(col))
+            block[:, layout["freq", col]] = shares[p]
+        dt_i = _nan_as(dt, 0).astype(np.int64)
         seen_before = np.where(dt_i <= self.fitted_dt_max, dt_i - round(self.lag_days * DAY), dt_i)
-        for name, key in _uid_parts(frame).items():
-            hist = self.histories[name]
-            for feature, x in self._key_features(name, hist, key, dt_i, seen_before, values).items():
-                put(feature, x)
-        raw = [column[c] for c in self.raw_numeric]
-        block[:, raw] = _numeric_block(frame, self.raw_numeric)
-        for col in self.categorical_features:
-            if ("cat", col) not in self._lookup:
-                self._lookup["cat", col] = pd.Index(self.categories[col])
-            codes = self._lookup["cat", col].get_indexer(_text(frame, col))  # -1: missing or not seen in the fit
-            put(col, np.where(codes >= 0, codes, np.nan))
-        return pd.DataFrame(block, columns=names, copy=False)
+        for name, key in _uid_parts(src).items():
+            for lo in range(0, src.n, KEY_CHUNK_ROWS):  # bounded temporaries: (3, rows, values) float64 per chunk
+                rows = slice(lo, lo + KEY_CHUNK_ROWS)
+                part = {v: values[v][rows] for v in _key_values(name)}
+                x = self._key_features(name, key[rows], dt_i[rows], seen_before[rows], part)
+                block[rows, layout["key", name]] = x
+        block[:, layout["raw"]] = src.numeric_block(self.raw_numeric)
+        codes = src.text_positions(layout["categories"])  # -1: missing or not seen in the fit
+        block[:, layout["cat"]] = _masked(codes.astype(np.float64), codes < 0)
+        return block
 
-    def _key_features(self, name: str, hist: KeyHistory, key, dt, seen_before, values) -> dict[str, np.ndarray]:
+    def _layout(self) -> dict:
+        """Column positions of each feature group and the lookup tables, built once per state."""
+        if not self._lookup:
+            column = {name: i for i, name in enumerate(self.feature_names)}
+
+            def at(names: list[str]) -> np.ndarray:
+                return np.array([column[n] for n in names], dtype=np.intp)
+
+            layout: dict = {"names": self.feature_names}
+            layout["row_local"] = at(["hour", "amt_decimals3", "amt_cents", "email_mismatch", "m4_m2"])
+            layout["text_frequencies"], layout["num_frequencies"] = {}, {}
+            for col, table in self.frequencies.items():
+                group = "text_frequencies" if _CONTRACT_KIND.get(col) == "str" else "num_frequencies"
+                layout[group][col] = (ValueTable(table["values"]), np.asarray(table["shares"] + [0.0]))
+                layout["freq", col] = column[f"freq_{col}"]
+            for name, hist in self.histories.items():
+                layout["key", name] = at(self._key_feature_names(name))
+                layout["values", name] = np.array([hist.names.index(v) for v in _key_values(name)], dtype=np.intp)
+            layout["raw"] = at(self.raw_numeric)
+            layout["categories"] = {col: ValueTable(self.categories[col]) for col in self.categorical_features}
+            layout["cat"] = at(self.categorical_features)
+            self._lookup.update(layout)
+        return self._lookup
+
+    def _key_feature_names(self, name: str) -> list[str]:
+        names = [f"{name}_n_prev", f"{name}_days_since_first"]
+        for v in _key_values(name):
+            names += [f"{name}_mean_{v}", f"{name}_last{LAST_ROWS}_{v}", f"{name}_dev_{v}", f"{name}_vs_first_{v}"]
+        return [*names, f"{name}_amt_ratio"]
+
+    def _key_features(self, name: str, key, dt, seen_before, values) -> np.ndarray:
+        """(rows, _key_feature_names) of one key: every aggregated value at once, one gather per window."""
+        hist = self.histories[name]
         start, end, _ = hist.lookup(key, seen_before)
         n_prev = (end - start).astype(np.float64)
         has = n_prev > 0
         first_dt = hist.dt[np.minimum(start, len(hist.dt) - 1)] if len(hist.dt) else np.zeros(len(dt))
         # No "time since the last row" or "rows in the last days": for rows scored after the state was fitted
         # (the holdout, the service) the key's latest rows are not in the state, so those would be stale.
-        out = {
-            f"{name}_n_prev": n_prev,
-            f"{name}_days_since_first": np.where(has, (dt - first_dt) / DAY, np.nan),
-        }
+        days_since_first = _masked((dt - first_dt) / DAY, ~has)
         last = np.maximum(end - LAST_ROWS, start)
         first = np.minimum(start + LAST_ROWS, end)  # the key's first rows: its behaviour before any compromise
-        for v in _key_values(name):
-            mean = _window_mean(hist, v, start, end)
-            out[f"{name}_mean_{v}"] = mean
-            out[f"{name}_last{LAST_ROWS}_{v}"] = _window_mean(hist, v, last, end) - mean
-            out[f"{name}_dev_{v}"] = values[v] - mean
-            out[f"{name}_vs_first_{v}"] = values[v] - _window_mean(hist, v, start, first)
-        out[f"{name}_amt_ratio"] = values["TransactionAmt"] / out[f"{name}_mean_TransactionAmt"]
-        return out
+        own = np.column_stack([values[v] for v in _key_values(name)])
+        # The three windows of every row in one gather: all earlier rows, the last few, the first few.
+        means = hist.window_means(np.stack([start, last, start]), np.stack([end, end, first]))
+        means = means[:, :, self._lookup["values", name]]
+        mean = means[0]
+        recent = means[1] - mean
+        early = own - means[2]
+        # Per value: mean, last rows, deviation, against the first rows (the order of _key_feature_names).
+        per_value = np.stack([mean, recent, own - mean, early], axis=2).reshape(len(dt), 4 * own.shape[1])
+        amt_ratio = values["TransactionAmt"] / mean[:, _key_values(name).index("TransactionAmt")]
+        return np.column_stack([n_prev, days_since_first, per_value, amt_ratio])
 
     # ---- persistence ----
 
@@ -531,8 +477,8 @@ class FeatureState:
         )
 
 
-def _freq_values(frame: pd.DataFrame, col: str) -> pd.Series:
+def _freq_values(src: Columns, col: str) -> np.ndarray:
     """A column's values for the frequency tables: str for text columns, float for numbers (NaN: missing)."""
     if _CONTRACT_KIND.get(col) == "str":
-        return pd.Series(_text(frame, col), dtype=object)
-    return pd.Series(_num(frame, col))
+        return src.text(col)
+    return src.num(col)

@@ -113,6 +113,11 @@ def inference_prefix(date: str) -> str:
     return f"{INFERENCE}{date}/"
 
 
+def inference_key(date: str, name: str) -> str:
+    """inference/<YYYY-MM-DD>/<name>.parquet: one flushed batch of the scoring service's sampled inputs."""
+    return f"{inference_prefix(date)}{name}.parquet"
+
+
 def drift_report_prefix(run: str) -> str:
     return f"{DRIFT_REPORTS}{run}/"
 

@@ -9,6 +9,7 @@ stderr, CloudWatch metrics, warnings.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 import time
@@ -51,20 +52,27 @@ class _TextFormatter(logging.Formatter):
         return f"{self.prog}: {record.getMessage()}"
 
 
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.msg
+        return json.dumps(msg, default=str) if isinstance(msg, dict) else json.dumps({"msg": record.getMessage()})
+
+
 class EventLog:
-    """Structured events of one run: JSON to CloudWatch (once connected), text to stderr.
+    """Structured events of one run: JSON to CloudWatch (once connected), text to stderr -- or, for a service
+    (``json_stdout``), the same JSON lines to stdout (journald).
 
     ``events("validated", table=..., rows_in=...)`` logs ``{"job", "run_id", "dataset", "event", ...}``."""
 
-    def __init__(self, prog: str, job: str, run_id: str, dataset: str):
+    def __init__(self, prog: str, job: str, run_id: str, dataset: str, json_stdout: bool = False):
         self.prog, self.job, self.run_id = prog, job, run_id
         self.base = {"job": job, "run_id": run_id, "dataset": dataset}
         self.logger = logging.getLogger(f"fraud_demo.{job}.{run_id}")
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
-        text = logging.StreamHandler(sys.stderr)
-        text.setFormatter(_TextFormatter(prog))
-        self.logger.addHandler(text)
+        console = logging.StreamHandler(sys.stdout if json_stdout else sys.stderr)
+        console.setFormatter(_JsonFormatter() if json_stdout else _TextFormatter(prog))
+        self.logger.addHandler(console)
         self.cloud: watchtower.CloudWatchLogHandler | None = None
         self.stream: str | None = None
 
@@ -120,10 +128,24 @@ def put_metrics(
 ) -> str | None:
     """PutMetricData of ``(name, value, unit)`` with ``dims``; returns a warning instead of failing (a job's
     work is done by the time it reports on it)."""
-    dimensions = [{"Name": k, "Value": v} for k, v in dims.items()]
+    dimensions = metric_dimensions(dims)
     metric_data = [{"MetricName": n, "Value": float(v), "Unit": u, "Dimensions": dimensions} for n, v, u in data]
+    return put_metric_data(namespace, metric_data, endpoint_url, region)
+
+
+def metric_dimensions(dims: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Name": k, "Value": v} for k, v in dims.items()]
+
+
+def put_metric_data(
+    namespace: str, metric_data: list[dict], endpoint_url: str | None, region: str | None
+) -> str | None:
+    """PutMetricData of ready-made datums (e.g. ``Values``/``Counts`` distributions), 1,000 per call; returns a
+    warning instead of failing."""
     try:
-        make_client("cloudwatch", endpoint_url, region).put_metric_data(Namespace=namespace, MetricData=metric_data)
+        client = make_client("cloudwatch", endpoint_url, region)
+        for i in range(0, len(metric_data), 1000):
+            client.put_metric_data(Namespace=namespace, MetricData=metric_data[i : i + 1000])
     except AWS_ERRORS as e:
         return f"metrics not published to {namespace}: {e}"
     return None

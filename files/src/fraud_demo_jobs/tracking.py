@@ -152,6 +152,20 @@ class Tracking:
         except Exception as e:
             raise server_error(e, self.uri, f"GetModelVersionByAlias {model_name}@{alias}") from e
 
+    def model_version(self, model_name: str, version: str):
+        """The model version numbered ``version``, or None (no such model or version)."""
+        from mlflow.exceptions import MlflowException
+
+        what = f"GetModelVersion {model_name} v{version}"
+        try:
+            return self.client.get_model_version(model_name, version)
+        except MlflowException as e:
+            if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                return None
+            raise server_error(e, self.uri, what) from e
+        except Exception as e:
+            raise server_error(e, self.uri, what) from e
+
     def run_tags(self, run_id: str) -> dict[str, str]:
         return dict(self.call(f"GetRun {run_id}", self.client.get_run, run_id).data.tags)
 

@@ -24,7 +24,7 @@ from . import features as F
 from . import gate as G
 from . import ieee_contract as C
 from . import ieee_schema as S
-from . import layout
+from . import layout, model_store
 from . import modeling as M
 from . import tracking as T
 from .aws import S3Bucket
@@ -237,16 +237,13 @@ def _log_model(s, tr: T.Tracking, booster, state: F.FeatureState, X_hold: pd.Dat
 def _rescore_champion(s, st, tr: T.Tracking, holdout: pd.DataFrame, y, vdir: Path):
     """The current champion's AUC on this holdout, through its own feature state; (None, note) when there is
     none or it cannot be scored (then the candidate is judged on the guardrails alone, and the reason says so)."""
-    mv = tr.alias_version(s.model_name, G.CHAMPION)
+    mv = model_store.find_version(tr, s.model_name, alias=G.CHAMPION)
     if mv is None:
         return None, None
     st.champion_before = {"version": str(mv.version), "dataset_version": (mv.tags or {}).get(T.TAG_DATASET_VERSION)}
     try:
         with tempfile.TemporaryDirectory(dir=vdir) as tmp:
-            model_dir = Path(tr.download_model(s.model_name, str(mv.version), tmp))
-            booster = mlflow.lightgbm.load_model(str(model_dir))
-            state = F.FeatureState.load(str(model_dir / "extra_files"))
-            scores = M.predict(booster, state.transform(holdout), s.params.threads)
+            scores = model_store.load_version(tr, s.model_name, mv, tmp).predict_frame(holdout, s.params.threads)
     except (JobError, OSError, ValueError, KeyError, lightgbm.basic.LightGBMError) as e:
         return None, f"the champion v{mv.version} could not be re-scored: {e}"
     auc = M.holdout_metrics(y, np.nan_to_num(scores, nan=0.0))["roc_auc"]
