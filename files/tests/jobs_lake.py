@@ -5,6 +5,7 @@ proxied to the bucket's models/). Shared by the test modules of the jobs that re
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -16,8 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import lightgbm as lgb
+import numpy as np
 import requests
 from fraud_demo_jobs import ingest, synthetic
+from fraud_demo_jobs import train as tj
 
 BUCKET = "fraud-demo-train-test"
 DATASET = "ieee-fraud-detection"
@@ -114,3 +118,32 @@ def client(lake):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=lake["uri"], registry_uri=lake["uri"])
+
+
+def log_version(lake, booster: lgb.Booster, extra_files: list[str] | None, with_id: bool = False):
+    """Register ``booster`` (with ``extra_files``) as a new version of MODEL, outside the training job."""
+    import mlflow
+    import mlflow.lightgbm
+
+    mlflow.set_tracking_uri(lake["uri"])
+    mlflow.set_registry_uri(lake["uri"])
+    with mlflow.start_run():
+        info = mlflow.lightgbm.log_model(booster, name="model", extra_files=extra_files)
+    version = str(mlflow.register_model(info.model_uri, MODEL).version)
+    return (version, info.model_id) if with_id else version
+
+
+def tiny_booster(n_features: int = 3) -> lgb.Booster:
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, n_features)), rng.integers(0, 2, 200)
+    return lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(X, y), num_boost_round=3)
+
+
+def train_model(lake) -> dict:
+    """Train with the real job (FAST settings, no CloudWatch); its JSON summary."""
+    argv = ["--bucket", BUCKET, "--tracking-uri", lake["uri"], *aws_args(lake), "--no-cloudwatch"]
+    argv += ["--work-dir", str(lake["tmp"] / "train-work"), *FAST]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert tj.train_main(argv) == 0
+    return json.loads(out.getvalue().strip().splitlines()[-1])

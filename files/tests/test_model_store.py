@@ -7,33 +7,33 @@ Expected values come from outside the code under test: the training job's summar
 
 from __future__ import annotations
 
-import json
-
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
 from fraud_demo_jobs import features as F
 from fraud_demo_jobs import model_store as MS
-from fraud_demo_jobs import train as tj
 from fraud_demo_jobs.errors import JobError, UsageError
 from fraud_demo_jobs.tracking import Tracking
-from jobs_lake import BUCKET, DATASET, FAST, MODEL, aws_args, client, free_port, keys, running_lake, s3_json
+from jobs_lake import (
+    BUCKET,
+    DATASET,
+    MODEL,
+    client,
+    free_port,
+    keys,
+    log_version,
+    running_lake,
+    s3_json,
+    tiny_booster,
+    train_model,
+)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The lake with one model trained by fraud-demo-train (version 1, champion) and its summary."""
-    import contextlib
-    import io
-
     with running_lake(tmp_path_factory.mktemp("model_store")) as lake:
-        argv = ["--bucket", BUCKET, "--tracking-uri", lake["uri"], *aws_args(lake), "--no-cloudwatch"]
-        argv += ["--work-dir", str(lake["tmp"] / "work"), *FAST]
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            assert tj.train_main(argv) == 0
-        yield lake, json.loads(out.getvalue().strip().splitlines()[-1])
+        yield lake, train_model(lake)
 
 
 def _frame(lake, n: int = 300) -> pd.DataFrame:
@@ -41,25 +41,6 @@ def _frame(lake, n: int = 300) -> pd.DataFrame:
     train = pd.read_csv(lake["raw"] / "train_transaction.csv")
     ident = pd.read_csv(lake["raw"] / "train_identity.csv")
     return F.model_frame(train, ident).tail(n).reset_index(drop=True)
-
-
-def _log_version(lake, booster: lgb.Booster, extra_files: list[str] | None, with_id: bool = False):
-    """Register ``booster`` (with ``extra_files``) as a new version of MODEL, outside the training job."""
-    import mlflow
-    import mlflow.lightgbm
-
-    mlflow.set_tracking_uri(lake["uri"])
-    mlflow.set_registry_uri(lake["uri"])
-    with mlflow.start_run():
-        info = mlflow.lightgbm.log_model(booster, name="model", extra_files=extra_files)
-    version = str(mlflow.register_model(info.model_uri, MODEL).version)
-    return (version, info.model_id) if with_id else version
-
-
-def _tiny_booster(n_features: int = 3) -> lgb.Booster:
-    rng = np.random.default_rng(0)
-    X, y = rng.normal(size=(200, n_features)), rng.integers(0, 2, 200)
-    return lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(X, y), num_boost_round=3)
 
 
 def test_find_version_by_alias_and_by_number(trained):
@@ -111,7 +92,7 @@ def test_loaded_version_has_the_lineage_of_its_training_and_predicts_as_mlflow_d
 def test_broken_versions_are_refused_with_the_version_and_the_fix(trained, tmp_path):
     lake, _ = trained
     tr = Tracking(lake["uri"])
-    no_state = _log_version(lake, _tiny_booster(), None)
+    no_state = log_version(lake, tiny_booster(), None)
     with pytest.raises(JobError, match=rf"model {MODEL} v{no_state} has no feature state.*retrain"):
         MS.load_version(tr, MODEL, MS.find_version(tr, MODEL, version=no_state), str(tmp_path / "a"))
 
@@ -119,12 +100,12 @@ def test_broken_versions_are_refused_with_the_version_and_the_fix(trained, tmp_p
     champion_dir = tmp_path / "champion"
     MS.load_version(tr, MODEL, MS.find_version(tr, MODEL, version="1"), str(champion_dir))
     state_files = sorted(str(p) for p in (champion_dir / "extra_files").iterdir())
-    mismatched = _log_version(lake, _tiny_booster(), state_files)
+    mismatched = log_version(lake, tiny_booster(), state_files)
     with pytest.raises(JobError, match=rf"v{mismatched} could not be loaded \(its Booster's features differ"):
         MS.load_version(tr, MODEL, MS.find_version(tr, MODEL, version=mismatched), str(tmp_path / "b"))
 
     # Its Booster file gone from the artifact store (the bucket's models/, where the server keeps artifacts).
-    gone, model_id = _log_version(lake, _tiny_booster(), state_files, with_id=True)
+    gone, model_id = log_version(lake, tiny_booster(), state_files, with_id=True)
     booster_keys = [k for k in keys(lake["s3"], "models/") if model_id in k and k.endswith(".lgb")]
     assert len(booster_keys) == 1, keys(lake["s3"], "models/")
     lake["s3"].delete_object(Bucket=BUCKET, Key=booster_keys[0])

@@ -7,7 +7,7 @@
     curated/<dataset>/latest                      {"dataset", "version", "manifest"}: the newest complete version
     models/                                       MLflow's artifact store (proxied by the tracking server)
     registry/                                     backups of the registry database
-    predictions/<model-version>/<dataset-version>/ batch scores
+    predictions/<model-version>/<dataset-version>/ batch scores: predictions.parquet, submission.csv, manifest.json
     inference/<date>/                             a sample of what the scoring service saw
     reports/drift/<run>/                          drift reports
 
@@ -22,6 +22,8 @@ DEFAULT_DATASET = "ieee-fraud-detection"
 DATASET_ENV = "FRAUD_DEMO_DATASET"
 MANIFEST_NAME = "manifest.json"
 LATEST_NAME = "latest"
+PREDICTIONS_FILE = "predictions.parquet"  # TransactionID, fraud_probability
+SUBMISSION_FILE = "submission.csv"  # Kaggle's TransactionID,isFraud
 # Prefixes of the areas; each ends with "/" and none is spelled anywhere else.
 RAW = "raw/"
 CURATED = "curated/"
@@ -106,6 +108,12 @@ def predictions_model_prefix(model_version: str) -> str:
 
 def predictions_prefix(model_version: str, dataset_version: str) -> str:
     return f"{predictions_model_prefix(model_version)}{dataset_version}/"
+
+
+def predictions_key(model_version: str, dataset_version: str, name: str) -> str:
+    """predictions/<model-version>/<dataset-version>/<name>: PREDICTIONS_FILE, SUBMISSION_FILE or MANIFEST_NAME
+    (written last: the scores of a pair are complete when it exists)."""
+    return predictions_prefix(model_version, dataset_version) + name
 
 
 def inference_prefix(date: str) -> str:
