@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 from conftest import ROOT, on_node, one_line
 from fraud_demo_jobs import layout
+from loadgen import run_load
 from mlflow.tracking import MlflowClient
 from modelstate import check_model, runs_by_status, snapshot
 
@@ -49,52 +50,35 @@ def get(url, timeout=10):
         return json.loads(answer.read())
 
 
-class Load:
-    """A bounded open-loop load on /predict from this machine (loopback): `rate` requests a second, each on a new
-    connection, until stopped; every answer is kept as (seconds since start, status, model version or error)."""
+def under_load(url, token, seconds, action, rate=40):
+    """Run action() while scripts/sandboxlib/loadgen.py sends a bounded open-loop load to /predict (loopback,
+    `rate` requests a second for `seconds`); returns (action's result, the load's LoadResult)."""
+    body = json.dumps(TRANSACTION).encode()
+    headers = {"Authorization": f"Bearer {token}"}
+    out = {}
 
-    def __init__(self, url, token, rate=40):
-        self.url, self.token, self.interval = f"{url}/predict", token, 1 / rate
-        self.results, self.stopped, self.threads = [], threading.Event(), []
+    def load():
+        out["load"] = run_load(
+            f"{url}/predict", rate, duration=seconds, body=body, headers=headers, field="model_version", timeout=30
+        )
 
-    def _one(self, started):
-        try:
-            status, answer = post(self.url, TRANSACTION, self.token)
-            outcome = answer.get("model_version") if status == 200 else answer
-        except (OSError, ValueError) as e:
-            status, outcome = None, repr(e)
-        self.results.append((time.monotonic() - started, status, outcome))
+    thread = threading.Thread(target=load)
+    thread.start()
+    time.sleep(2)  # some answers before the action
+    try:
+        result = action()
+    finally:
+        thread.join()
+    return result, out["load"]
 
-    def _run(self):
-        started = next_at = time.monotonic()
-        while not self.stopped.is_set():
-            thread = threading.Thread(target=self._one, args=(started,), daemon=True)
-            thread.start()
-            self.threads.append(thread)
-            next_at += self.interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
 
-    def __enter__(self):
-        self.runner = threading.Thread(target=self._run, daemon=True)
-        self.runner.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopped.set()
-        self.runner.join()
-        for thread in self.threads:
-            thread.join(60)
-
-    def failures(self):
-        return [r for r in self.results if r[1] != 200]
-
-    def versions(self):
-        """The model versions that answered, in the order of the requests' answers, runs collapsed."""
-        out = []
-        for _, _, version in sorted(self.results):
-            if not out or out[-1] != version:
-                out.append(version)
-        return out
+def versions_in_order(result):
+    """The model versions that answered, in the order the requests were sent, runs collapsed: ["1", "2"]."""
+    out = []
+    for outcome in result.outcomes:
+        if not out or out[-1] != outcome.value:
+            out.append(outcome.value)
+    return out
 
 
 def prediction_objects(s3, bucket, model_version):
@@ -186,16 +170,13 @@ def test_site_trains_deploys_once_reruns_clean_promotes_under_load_and_restores(
     # registry, deploy.yml swaps it in with SIGHUP; every request succeeds and the answers switch from 1 to 2.
     client.copy_model_version(f"models:/{MODEL}/1", MODEL)
     client.set_registered_model_alias(MODEL, "champion", "2")
-    with Load(url, token) as load:
-        time.sleep(2)
-        promoted = playbook("deploy.yml", "--skip-tags", "batch_score")
-        time.sleep(2)
+    promoted, load = under_load(url, token, 45, lambda: playbook("deploy.yml", "--skip-tags", "batch_score"))
     assert promoted.rc == 0 and promoted.changed >= 1, promoted
     assert "swapped from 1" in one_line(promoted.output), promoted
-    assert load.failures() == [], load.failures()[:5]
-    assert load.versions() == ["1", "2"], load.versions()
+    assert load.failed == [], load.summary()
+    assert versions_in_order(load) == ["1", "2"], load.summary()
     assert get(f"{url}/version")["model_version"] == "2"
-    promotion = (len(load.results), promoted.seconds)
+    promotion = (load.summary(), promoted.seconds)
 
     # Batch scoring of the new champion once; a second run changes nothing and touches no object.
     scored = playbook("deploy.yml", "--skip-tags", "scoring_service")
@@ -208,14 +189,14 @@ def test_site_trains_deploys_once_reruns_clean_promotes_under_load_and_restores(
 
     # The service stopped (SIGTERM: drain, exit 0) and restarted under load: the socket holds the connections
     # meanwhile, the next one starts it again (socket activation), and no request fails.
-    with Load(url, token) as load:
-        time.sleep(1)
+    def stop_and_restart():
         on_node(f"systemctl kill -s TERM {SCORING}.service")
-        time.sleep(4)
+        time.sleep(5)
         on_node(f"systemctl restart {SCORING}.service")
-        time.sleep(4)
-    assert load.failures() == [], load.failures()[:5]
-    assert load.versions() == ["2"], load.versions()
+
+    _, load = under_load(url, token, 16, stop_and_restart)
+    assert load.failed == [], load.summary()
+    assert versions_in_order(load) == ["2"], load.summary()
     assert on_node(f"systemctl is-active {SCORING}.service") == "active"
     on_node(f"systemctl start {SERVICE}-backup.service")  # the alias moved outside the train job: back it up
     state, problems = check_model(aws, names.bucket, client, MODEL, versions=2)
@@ -223,9 +204,9 @@ def test_site_trains_deploys_once_reruns_clean_promotes_under_load_and_restores(
 
     with capsys.disabled():
         print(
-            f"deploy checks: {time.monotonic() - added:.1f}s; promotion under load: {promotion[0]} requests,"
+            f"deploy checks: {time.monotonic() - added:.1f}s; promotion under load: {promotion[0]},"
             f" deploy.yml {promotion[1]:.1f}s; batch scoring {scored.seconds:.1f}s, unchanged {unchanged.seconds:.1f}s;"
-            f" SIGTERM + restart under load: {len(load.results)} requests"
+            f" SIGTERM + restart under load: {load.summary()}"
         )
 
     # A setting out of range: the preflight names it and its range before anything on the node changes.
