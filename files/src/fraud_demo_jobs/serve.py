@@ -163,6 +163,27 @@ class _Stopped:
     signal: int | None = None
 
 
+# Between "stop accepting" and "close every connection without a request in progress", uvicorn does not let the
+# loop read the requests already sent on connections it has just accepted: each of those was closed unanswered
+# (about one request in a thousand under load at a SIGTERM, measured on the sandbox): give them this long first.
+ACCEPTED_GRACE_SECONDS = 0.25
+
+
+def _draining_server(base: type) -> type:
+    """uvicorn.Server that, on shutdown, stops accepting and gives accepted connections a moment to be read."""
+
+    class DrainingServer(base):
+        async def shutdown(self, sockets=None) -> None:
+            import asyncio
+
+            for server in self.servers:
+                server.close()
+            await asyncio.sleep(ACCEPTED_GRACE_SECONDS)
+            await super().shutdown(sockets)
+
+    return DrainingServer
+
+
 def run_service(a: argparse.Namespace, token: str | None) -> int:
     import uvicorn
 
@@ -212,7 +233,7 @@ def run_service(a: argparse.Namespace, token: str | None) -> int:
         server_header=False,
         timeout_graceful_shutdown=a.drain_seconds,
     )
-    server = uvicorn.Server(config)
+    server = _draining_server(uvicorn.Server)(config)
     stopped = _Stopped()
 
     def on_stop(signum, frame):  # uvicorn re-raises the signal it drained for: end normally instead
