@@ -19,6 +19,11 @@ ENVFILE=$DIR/env
 ENDPOINT="http://$ADDR:$PORT"
 # The node's MLflow tracking server (roles/mlflow_server): it binds the node's own loopback address.
 MLFLOW_URI="http://${FRAUD_DEMO_NODE_ADDR:-127.0.0.2}:${FRAUD_DEMO_MLFLOW_PORT:-5000}"
+# The node's scoring service (roles/scoring_service) binds the node's address too; its bearer token is made once
+# per sandbox (kept 0600 until `down`), so a re-run of the pipeline sees the same token and changes nothing.
+SCORING_PORT=${FRAUD_DEMO_SCORING_PORT:-8080}
+SCORING_URL="http://${FRAUD_DEMO_NODE_ADDR:-127.0.0.2}:$SCORING_PORT"
+TOKENFILE=$DIR/scoring-token
 
 log() { printf 'sandbox: %s\n' "$*" >&2; }
 
@@ -44,11 +49,23 @@ urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json", timeout=2).read()
 PY
 }
 
+scoring_token() {
+  # Prints the sandbox's scoring token, making a random one (0600) the first time.
+  if [ ! -s "$TOKENFILE" ]; then
+    (umask 077 && .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))' >"$TOKENFILE.tmp")
+    mv "$TOKENFILE.tmp" "$TOKENFILE"
+  fi
+  cat "$TOKENFILE"
+}
+
 write_env() {
   mkdir -p "$DIR"
+  local token
+  token=$(scoring_token)
   cat >"$ENVFILE.tmp" <<ENV
 # fraud-demo sandbox: source this file to point boto3, the aws CLI and Ansible at the local emulator,
-# and MLflow clients (or a browser: \$MLFLOW_TRACKING_URI) at the node's tracking server.
+# MLflow clients (or a browser: \$MLFLOW_TRACKING_URI) at the node's tracking server, and curl at the node's
+# scoring service: curl -H "Authorization: Bearer \$FRAUD_DEMO_SCORING_TOKEN" \$FRAUD_DEMO_SCORING_URL/version
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN
 export AWS_ENDPOINT_URL=$ENDPOINT
 export AWS_DEFAULT_REGION=$REGION
@@ -56,7 +73,11 @@ export AWS_REGION=$REGION
 export AWS_ACCESS_KEY_ID=$ACCESS_KEY
 export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
 export MLFLOW_TRACKING_URI=$MLFLOW_URI
+export FRAUD_DEMO_SCORING_URL=$SCORING_URL
+export FRAUD_DEMO_SCORING_PORT=$SCORING_PORT
+export FRAUD_DEMO_SCORING_TOKEN=$token
 ENV
+  chmod 600 "$ENVFILE.tmp"
   mv "$ENVFILE.tmp" "$ENVFILE"
 }
 
@@ -109,7 +130,7 @@ down() {
   else
     log "AWS emulator not running"
   fi
-  rm -f "$PIDFILE" "$ENVFILE"
+  rm -f "$PIDFILE" "$ENVFILE" "$TOKENFILE"
 }
 
 status() {

@@ -8,6 +8,7 @@ summary shows what exists, not what the playbooks meant to create.
 import argparse
 import json
 import os
+import shlex
 import sys
 import urllib.error
 import urllib.parse
@@ -40,6 +41,39 @@ REASON_TAG = tracking.TAG_REASON
 METRIC_PREFIX = "holdout_"
 METRICS = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "precision_at_top_1pct")
 PLOTS_DIR = "plots"
+# The scoring service on the node (roles/scoring_service): its port on AWS, for the SSM port forwarding.
+SCORING_PORT = 8080
+# The variables .sandbox/env exports for it (the token's name, not a token).
+SCORING_URL_ENV = "FRAUD_DEMO_SCORING_URL"
+SCORING_TOKEN_ENV = "FRAUD_DEMO_SCORING_TOKEN"  # noqa: S105
+# One transaction to score: the first row of the competition's test_transaction.csv (its published first
+# columns; files/tests/fixtures/ieee_real/), the contract's required fields and a few optional ones.
+SAMPLE_TRANSACTION = {
+    "TransactionID": 3663549,
+    "TransactionDT": 18403224,
+    "TransactionAmt": 31.95,
+    "ProductCD": "W",
+    "card1": 10409,
+    "card2": 111.0,
+    "card3": 150.0,
+    "card4": "visa",
+    "card5": 226.0,
+    "card6": "debit",
+    "addr1": 170.0,
+    "addr2": 87.0,
+    "P_emaildomain": "gmail.com",
+}
+# What /version reports (ModelLineage.as_dict() + loaded_at, service_code_version), in this order.
+LINEAGE_FIELDS = (
+    ("model", "model_name"),
+    ("version", "model_version"),
+    ("run id", "run_id"),
+    ("dataset", "dataset"),
+    ("data version", "dataset_version"),
+    ("code version", "code_version"),
+    ("service code", "service_code_version"),
+    ("loaded at", "loaded_at"),
+)
 # A summary, not a progress display: MLflow would draw a bar for every download.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -218,6 +252,100 @@ def ui_lines(tracking_uri, sandbox, instance_id=None, port=MLFLOW_PORT, name=MOD
     ]
 
 
+def http_json(url, body=None, token=None, timeout=10):
+    """(status, parsed JSON body or the text) of a GET, or of a POST when `body` is given; (None, reason) when
+    nothing answers."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers)  # noqa: S310 (the service's http URL)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+            status, text = answer.status, answer.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode()
+    except (urllib.error.URLError, OSError) as e:
+        return None, f"no answer from {url} ({getattr(e, 'reason', e)})"
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def curl_command(body):
+    """The curl command a user can paste (after `. .sandbox/env`, or with the variables set for a tunnel): the
+    URL and the token come from the environment, so the secret is never printed."""
+    return (
+        f'curl -s -X POST "${SCORING_URL_ENV}/predict" -H "Authorization: Bearer ${SCORING_TOKEN_ENV}"'
+        f" -H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body, separators=(',', ':')))}"
+    )
+
+
+def lineage_lines(version):
+    """The served model's lineage (/version): model, run, dataset version, raw objects' VersionIds, code."""
+    out = [f"  {label:<13}{version.get(key) if version.get(key) is not None else '-'}" for label, key in LINEAGE_FIELDS]
+    raw = version.get("raw_version_ids") or {}
+    out.append(f"  {'raw objects':<13}{len(raw)} (S3 VersionIds the dataset version was curated from)")
+    out.extend(f"    {key}  {vid or '-'}" for key, vid in sorted(raw.items()))
+    return out
+
+
+def scoring_lines(url, sandbox, instance_id=None, port=SCORING_PORT):
+    """(lines, served version): the service's health and the served model's lineage from /version."""
+    if not url:
+        where = "FRAUD_DEMO_SCORING_URL: . .sandbox/env sets it" if sandbox else "FRAUD_DEMO_SCORING_URL"
+        out = [f"  (no scoring service URL given: set {where})"]
+        if not sandbox:
+            out.append(
+                f"  aws ssm start-session --target {instance_id or '<instance id>'} --document-name"
+                f" AWS-StartPortForwardingSession --parameters portNumber={port},localPortNumber={port}"
+            )
+            out.append(f"  then FRAUD_DEMO_SCORING_URL=http://localhost:{port} and FRAUD_DEMO_SCORING_TOKEN (Vault)")
+        return out, None
+    url = url.rstrip("/")
+    status, health = http_json(f"{url}/health")
+    if status != 200 or not isinstance(health, dict):
+        problem = health if status is None else f"/health answered {status}"
+        return [f"  (scoring service not reachable: {problem}; run playbooks/deploy.yml)"], None
+    served = health.get("model_version")
+    out = [f"  {url}  ({health.get('status', '?')}, version {served or 'none'})"]
+    status, version = http_json(f"{url}/version")
+    if status == 200 and isinstance(version, dict):
+        out.extend(lineage_lines(version))
+    else:
+        reason = version.get("error") if isinstance(version, dict) else version
+        out.append(f"  (no model served yet: /version answered {status}: {shorten(str(reason), 120)})")
+    return out, served
+
+
+def sample_lines(url, token):
+    """One sample prediction: the curl command a user can paste, and the service's answer to it."""
+    out = [f"  {curl_command(SAMPLE_TRANSACTION)}"]
+    status, answer = http_json(f"{url.rstrip('/')}/predict", SAMPLE_TRANSACTION, token)
+    out.append(f"  -> {status} {json.dumps(answer) if isinstance(answer, dict) else shorten(str(answer), 160)}")
+    return out
+
+
+def predictions_lines(s3, buckets, model_version):
+    """Where the batch predictions of the served version are: predictions/<model-version>/<dataset-version>/."""
+    if model_version is None:
+        return ["  (no served model, so no batch predictions of it to show)"]
+    prefix = layout.predictions_model_prefix(str(model_version))
+    for bucket in buckets:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        objects = [o for page in pages for o in page.get("Contents", [])]
+        if objects:
+            return [
+                f"  s3://{bucket}/{o['Key']}  {o['Size'] / 1e6:,.2f} MB"
+                for o in sorted(objects, key=lambda o: o["Key"])
+            ]
+    return [
+        f"  (none yet under {prefix} for model version {model_version};"
+        " run playbooks/deploy.yml --skip-tags scoring_service)"
+    ]
+
+
 def shorten(text, width):
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -231,6 +359,8 @@ def main(argv=None):
     parser.add_argument("--model-name", default=MODEL_NAME)
     parser.add_argument("--experiment", default=EXPERIMENT)
     parser.add_argument("--mlflow-port", type=int, default=MLFLOW_PORT, help="the tracking server's port on the node")
+    parser.add_argument("--scoring-url", default=os.environ.get(SCORING_URL_ENV, ""))
+    parser.add_argument("--scoring-port", type=int, default=SCORING_PORT, help="the scoring service's port on the node")
     parser.add_argument(
         "--plots-dir", type=Path, help="where the champion's plots are copied (.sandbox/plots, or plots)"
     )
@@ -327,6 +457,20 @@ def main(argv=None):
         if endpoint
         else "Tear down: ansible-playbook -i inventory/aws playbooks/teardown.yml [-e fraud_demo_delete_data=true]"
     )
+    # Last: the scoring service (stage 6), the batch predictions of the version it serves, a sample prediction.
+    out.append("")
+    out.append("Scoring service (the registry's champion; lineage from /version):")
+    served_lines, served = scoring_lines(args.scoring_url, bool(endpoint), instance_id, args.scoring_port)
+    out.extend(served_lines)
+    out.append(f"Batch predictions (fraud-demo-score, model version {served or '-'}):")
+    try:
+        out.extend(predictions_lines(s3, ours, served))
+    except (BotoCoreError, ClientError) as e:
+        out.append(f"  (cannot list the predictions: {e})")
+    if served_lines and args.scoring_url and "not reachable" not in served_lines[0]:
+        hint = "after . .sandbox/env" if endpoint else "with the tunnel's URL and the token from Vault"
+        out.append(f"Try it ({hint}):")
+        out.extend(sample_lines(args.scoring_url, os.environ.get(SCORING_TOKEN_ENV, "")))
     print("\n".join(out))
     return 0
 

@@ -270,3 +270,130 @@ def test_mlflow_ui_is_the_address_on_the_sandbox_and_a_port_forwarding_on_aws():
         f"  then open http://localhost:5000/#/models/{MODEL}; with MLFLOW_TRACKING_URI=http://localhost:5000"
         " this summary also shows the champion",
     ]
+
+
+# The scoring service's side of the summary, against a hand-written stand-in of its HTTP answers (PLAN's API).
+SERVICE_TOKEN = "t" * 40
+LINEAGE = {
+    "model_name": MODEL,
+    "model_version": "2",
+    "run_id": "abc123",
+    "dataset": DATASET,
+    "dataset_version": "0123456789abcdef",
+    "raw_version_ids": {"raw/x/test_transaction.csv": "v-1", "raw/x/test_identity.csv": None},
+    "code_version": "c0de",
+    "service_code_version": "5e1f",
+    "loaded_at": "2026-11-30T04:00:00Z",
+}
+
+
+@pytest.fixture
+def service():
+    """A local HTTP server answering /health, /version and POST /predict (token required) like the service."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def answer(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.path == "/health":
+                self.answer(200, {"status": "ok", "model_version": "2", "reason": None, "last_reload": {}})
+            else:
+                self.answer(200, LINEAGE)
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.headers.get("Authorization") != f"Bearer {SERVICE_TOKEN}":
+                self.answer(401, {"error": "missing or invalid bearer token", "problems": []})
+                return
+            self.answer(
+                200,
+                {
+                    "request_id": "r1",
+                    "TransactionID": body["TransactionID"],
+                    "fraud_probability": 0.25,
+                    "model_version": "2",
+                    "dataset_version": "0123456789abcdef",
+                },
+            )
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_curl_command_takes_url_and_token_from_the_environment():
+    assert summary.curl_command({"TransactionID": 1, "ProductCD": "W"}) == (
+        'curl -s -X POST "$FRAUD_DEMO_SCORING_URL/predict" -H "Authorization: Bearer $FRAUD_DEMO_SCORING_TOKEN"'
+        ' -H \'Content-Type: application/json\' -d \'{"TransactionID":1,"ProductCD":"W"}\''
+    )
+
+
+def test_scoring_section_shows_health_and_lineage_and_a_sample_prediction(service):
+    lines, served = summary.scoring_lines(service, sandbox=True)
+    assert served == "2"
+    assert lines == [
+        f"  {service}  (ok, version 2)",
+        f"  model        {MODEL}",
+        "  version      2",
+        "  run id       abc123",
+        f"  dataset      {DATASET}",
+        "  data version 0123456789abcdef",
+        "  code version c0de",
+        "  service code 5e1f",
+        "  loaded at    2026-11-30T04:00:00Z",
+        "  raw objects  2 (S3 VersionIds the dataset version was curated from)",
+        "    raw/x/test_identity.csv  -",
+        "    raw/x/test_transaction.csv  v-1",
+    ]
+    answer = summary.sample_lines(service, SERVICE_TOKEN)[1]
+    assert answer.startswith('  -> 200 {"request_id": "r1", "TransactionID": 3663549, "fraud_probability": 0.25')
+    assert summary.sample_lines(service, "")[1].startswith("  -> 401 ")
+
+
+def test_scoring_section_without_a_url_or_an_answer():
+    assert summary.scoring_lines("", sandbox=True) == (
+        ["  (no scoring service URL given: set FRAUD_DEMO_SCORING_URL: . .sandbox/env sets it)"],
+        None,
+    )
+    lines, _ = summary.scoring_lines("", sandbox=False, instance_id="i-0abc", port=8080)
+    assert lines[1] == (
+        "  aws ssm start-session --target i-0abc --document-name AWS-StartPortForwardingSession"
+        " --parameters portNumber=8080,localPortNumber=8080"
+    )
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lines, served = summary.scoring_lines(f"http://127.0.0.1:{port}", sandbox=True)
+    assert served is None
+    assert lines[0].startswith(f"  (scoring service not reachable: no answer from http://127.0.0.1:{port}/health (")
+
+
+def test_batch_predictions_of_the_served_version(aws):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    assert summary.predictions_lines(s3, [BUCKET], "2") == [
+        "  (none yet under predictions/2/ for model version 2; run playbooks/deploy.yml --skip-tags scoring_service)"
+    ]
+    for name, size in (("manifest.json", 10), ("predictions.parquet", 2_500_000), ("submission.csv", 1_000_000)):
+        s3.put_object(Bucket=BUCKET, Key=f"predictions/2/dv1/{name}", Body=b"x" * size)
+    s3.put_object(Bucket=BUCKET, Key="predictions/1/dv1/submission.csv", Body=b"old")
+    assert summary.predictions_lines(s3, [BUCKET], "2") == [
+        f"  s3://{BUCKET}/predictions/2/dv1/manifest.json  0.00 MB",
+        f"  s3://{BUCKET}/predictions/2/dv1/predictions.parquet  2.50 MB",
+        f"  s3://{BUCKET}/predictions/2/dv1/submission.csv  1.00 MB",
+    ]
+    assert summary.predictions_lines(s3, [BUCKET], None) == [
+        "  (no served model, so no batch predictions of it to show)"
+    ]

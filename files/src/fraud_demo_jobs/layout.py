@@ -101,8 +101,13 @@ def version_of(key: str, dataset: str) -> str | None:
     return version if sep and version else None
 
 
+def predictions_model_prefix(model_version: str) -> str:
+    """predictions/<model-version>/: the batch scores of one model version, one folder per dataset version."""
+    return f"{PREDICTIONS}{model_version}/"
+
+
 def predictions_prefix(model_version: str, dataset_version: str) -> str:
-    return f"{PREDICTIONS}{model_version}/{dataset_version}/"
+    return f"{predictions_model_prefix(model_version)}{dataset_version}/"
 
 
 def predictions_key(model_version: str, dataset_version: str, name: str) -> str:

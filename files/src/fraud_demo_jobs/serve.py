@@ -224,6 +224,10 @@ def run_service(a: argparse.Namespace, token: str | None) -> int:
         lifespan="off",
         access_log=False,  # serve_sink logs every request
         log_level="warning",
+        # uvicorn's default logging config goes through logging.config.dictConfig, which shuts every existing
+        # handler down: the CloudWatch handler then blocked the start for its 60 s flush timeout and dropped
+        # every later event ("Received message after logging system shutdown").
+        log_config=None,
         server_header=False,
         timeout_graceful_shutdown=a.drain_seconds,
     )

@@ -1,0 +1,280 @@
+"""End-to-end test of the train and deploy stages on the sandbox: site.yml twice and in check mode; settings and a
+stopped tracking server refused with their message; a promotion under load and a restart of the scoring service
+under load without a failed request; batch scoring idempotent; bad requests over the real service; then the node
+replaced (teardown, data kept) and the registry, the service and the predictions back."""
+
+import http.client
+import json
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from conftest import ROOT, on_node, one_line
+from fraud_demo_jobs import layout
+from loadgen import run_load
+from mlflow.tracking import MlflowClient
+from modelstate import check_model, runs_by_status, snapshot
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.sandbox_node]
+
+# The service looks at the registry only when told (SIGHUP from deploy.yml), so the promotion below is deploy.yml's.
+DEPLOY = ["-e", "scoring_service_reload_interval=0"]
+ROWS = ["-e", "fraud_demo_synthetic_rows=20000", *DEPLOY]
+MODEL = "fraud-detector"
+SERVICE = "fraud-demo-mlflow"
+SCORING = "fraud-demo-scoring"
+# One transaction with the contract's required fields (the first row of the real test_transaction.csv).
+TRANSACTION = {
+    "TransactionID": 3663549,
+    "TransactionDT": 18403224,
+    "TransactionAmt": 31.95,
+    "ProductCD": "W",
+    "card1": 10409,
+}
+
+
+def post(url, body, token=None, timeout=30):
+    """(status, JSON answer) of POST url with a JSON body (bytes are sent as they are)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def post_oversized(url, size, token):
+    """Status of a POST whose body is `size` bytes: the service may answer 413 and close before it has all of it, so
+    a refused send is not the end (the answer is already on the socket)."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection.putrequest("POST", parts.path)
+    for name, value in (("Content-Type", "application/json"), ("Content-Length", str(size))):
+        connection.putheader(name, value)
+    connection.putheader("Authorization", f"Bearer {token}")
+    connection.endheaders()
+    try:
+        connection.send(b"[" + b" " * (size - 2) + b"]")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    try:
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def get(url, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as answer:
+        return json.loads(answer.read())
+
+
+def under_load(url, token, action, rate=40, window=4):
+    """Run action() while scripts/sandboxlib/loadgen.py sends a bounded open-loop load to /predict (loopback,
+    `rate` requests a second, in loads of `window` seconds back to back: one before the action, as many as it
+    lasts, one after it). Returns (action's result, every request's Outcome in the order they were sent)."""
+    body = json.dumps(TRANSACTION).encode()
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def window_of_load():
+        result = run_load(
+            f"{url}/predict", rate, duration=window, body=body, headers=headers, field="model_version", timeout=30
+        )
+        return result.outcomes
+
+    done = {}
+    thread = threading.Thread(target=lambda: done.setdefault("result", action()))
+    outcomes = window_of_load()
+    thread.start()
+    while thread.is_alive():
+        outcomes += window_of_load()
+    outcomes += window_of_load()
+    thread.join()
+    return done["result"], outcomes
+
+
+def versions_in_order(outcomes):
+    """The model versions that answered, in the order the requests were sent, runs collapsed: ["1", "2"]."""
+    out = []
+    for outcome in outcomes:
+        if not out or out[-1] != outcome.value:
+            out.append(outcome.value)
+    return out
+
+
+def prediction_objects(s3, bucket, model_version):
+    """{key@VersionId: ETag} of every object version under predictions/<model version>/."""
+    pages = s3.get_paginator("list_object_versions").paginate(
+        Bucket=bucket, Prefix=layout.predictions_model_prefix(model_version)
+    )
+    return {v["Key"] + "@" + v["VersionId"]: v["ETag"] for page in pages for v in page.get("Versions", [])}
+
+
+def all_runs(client):
+    """{run id: (status, artifact URI, metrics)} of every run in every experiment: what a restore must bring back."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments) if experiments else []
+    return {r.info.run_id: (r.info.status, r.info.artifact_uri, tuple(sorted(r.data.metrics.items()))) for r in runs}
+
+
+def node_down_and_fresh():
+    """Replace the node: stop it and boot a fresh tree from the image (nothing of the old disk survives)."""
+    for verb in ("down", "up"):
+        subprocess.run(["scripts/sandbox-node.sh", verb], cwd=ROOT, check=True, capture_output=True, timeout=300)
+
+
+def test_site_trains_deploys_once_reruns_clean_promotes_under_load_and_restores(
+    aws, names, playbook, sandbox_env, capsys
+):
+    # A node with a registry from an earlier run would hold runs of a bucket the emulator's reset forgot.
+    node_down_and_fresh()
+    client = MlflowClient(
+        tracking_uri=sandbox_env["MLFLOW_TRACKING_URI"], registry_uri=sandbox_env["MLFLOW_TRACKING_URI"]
+    )
+    url, token = sandbox_env["FRAUD_DEMO_SCORING_URL"], sandbox_env["FRAUD_DEMO_SCORING_TOKEN"]
+    s3 = aws.client("s3")
+
+    first = playbook("site.yml", *ROWS)
+    assert first.rc == 0, first
+    state, problems = check_model(aws, names.bucket, client, MODEL, versions=1)
+    assert problems == []
+    assert state["aliases"] == {"champion": "1"}
+    text = one_line(first.output)
+    assert f"{MODEL} version 1: trained and registered" in text, first
+    assert "decision: champion (promoted)" in text, first
+    assert "this model) vs none (no champion before)" in text, first
+    # Stage 6: the service serves the champion, the batch predictions of version 1 are written.
+    assert get(f"{url}/health")["model_version"] == "1"
+    assert "served: version 1" in text, first
+    assert f"{MODEL} version 1 on ieee-fraud-detection version" in text and "scored and written" in text, first
+    assert len(prediction_objects(s3, names.bucket, "1")) == 3
+
+    again = playbook("site.yml", *ROWS)
+    assert again.rc == 0, again
+    assert again.changed == 0, again
+    assert "unchanged, a version trained on the same dataset version" in one_line(again.output), again
+    assert "unchanged, the predictions of this model version and dataset version exist" in one_line(again.output)
+
+    check = playbook("site.yml", "--check", "--diff", *ROWS)
+    assert check.rc == 0, check
+    assert check.changed == 0, check
+    assert snapshot(client, MODEL) == state
+    assert token not in check.output + again.output + first.output
+
+    with capsys.disabled():
+        print(
+            f"\nsite.yml with train and deploy: first run {first.seconds:.1f}s, re-run {again.seconds:.1f}s,"
+            f" --check {check.seconds:.1f}s"
+        )
+    added = time.monotonic()
+
+    # Bad requests over the real service: each one refused with its status, field and rule; it keeps serving.
+    assert post(f"{url}/predict", TRANSACTION)[0] == 401
+    assert post(f"{url}/predict", TRANSACTION, "not-the-token")[0] == 401
+    status, answer = post(f"{url}/predict", {**TRANSACTION, "ProductCD": "Z", "isFraud": 1}, token)
+    assert status == 422, answer
+    assert {p["field"] for p in answer["problems"]} >= {"ProductCD", "isFraud"}, answer
+    assert all(p["rule"] for p in answer["problems"]), answer
+    assert post(f"{url}/predict", [TRANSACTION] * 1001, token)[0] == 413
+    assert post_oversized(f"{url}/predict", 2 << 20, token) == 413
+    assert post(f"{url}/predict", TRANSACTION, token)[0] == 200
+
+    # The deploy stage's settings refused by its preflight before anything changes, each with its own message.
+    bad = playbook("deploy.yml", "-e", "fraud_demo_scoring_host=0.0.0.0")
+    assert bad.rc != 0 and bad.changed == 0, bad
+    assert "the scoring service must never listen anywhere but a loopback address" in one_line(bad.output), bad
+    bad = playbook("deploy.yml", "-e", "fraud_demo_scoring_token=")
+    assert bad.rc != 0 and bad.changed == 0, bad
+    assert "No bearer token for the scoring service" in one_line(bad.output), bad
+
+    # A promotion under load: version 2 (a copy of 1, lineage tags included) becomes champion through the
+    # registry, deploy.yml swaps it in with SIGHUP; every request succeeds and the answers switch from 1 to 2.
+    client.copy_model_version(f"models:/{MODEL}/1", MODEL)
+    client.set_registered_model_alias(MODEL, "champion", "2")
+    promoted, load = under_load(url, token, lambda: playbook("deploy.yml", "--skip-tags", "batch_score", *DEPLOY))
+    assert promoted.rc == 0 and promoted.changed >= 1, promoted
+    assert "swapped from 1" in one_line(promoted.output), promoted
+    assert [o for o in load if o.error] == [], [o for o in load if o.error][:5]
+    assert versions_in_order(load) == ["1", "2"], versions_in_order(load)
+    assert get(f"{url}/version")["model_version"] == "2"
+    promotion = (len(load), promoted.seconds)
+
+    # Batch scoring of the new champion once; a second run changes nothing and touches no object.
+    scored = playbook("deploy.yml", "--skip-tags", "scoring_service", *DEPLOY)
+    assert scored.rc == 0 and scored.changed == 1, scored
+    objects = prediction_objects(s3, names.bucket, "2")
+    assert len(objects) == 3
+    unchanged = playbook("deploy.yml", "--skip-tags", "scoring_service", *DEPLOY)
+    assert unchanged.rc == 0 and unchanged.changed == 0, unchanged
+    assert prediction_objects(s3, names.bucket, "2") == objects
+
+    # The service stopped (SIGTERM: drain, exit 0) and restarted under load: the socket holds the connections
+    # meanwhile, the next one starts it again (socket activation), and no request fails.
+    def stop_and_restart():
+        on_node(f"systemctl kill -s TERM {SCORING}.service")
+        time.sleep(5)
+        on_node(f"systemctl restart {SCORING}.service")
+
+    _, load = under_load(url, token, stop_and_restart)
+    assert [o for o in load if o.error] == [], [o for o in load if o.error][:5]
+    assert versions_in_order(load) == ["2"], versions_in_order(load)
+    assert on_node(f"systemctl is-active {SCORING}.service") == "active"
+    on_node(f"systemctl start {SERVICE}-backup.service")  # the alias moved outside the train job: back it up
+    state, problems = check_model(aws, names.bucket, client, MODEL, versions=2)
+    assert problems == [], problems
+
+    with capsys.disabled():
+        print(
+            f"deploy checks: {time.monotonic() - added:.1f}s; promotion under load: {promotion[0]} requests,"
+            f" deploy.yml {promotion[1]:.1f}s; batch scoring {scored.seconds:.1f}s, unchanged {unchanged.seconds:.1f}s;"
+            f" SIGTERM + restart under load: {len(load)} requests, slowest {max(o.latency for o in load):.1f}s"
+        )
+
+    # A setting out of range: the preflight names it and its range before anything on the node changes.
+    bad = playbook("train.yml", "-e", "train_min_auc=1.5")
+    assert bad.rc != 0, bad
+    assert bad.changed == 0, bad
+    assert "train_min_auc must be a ROC-AUC from 0 to 1" in one_line(bad.output), bad
+    bad = playbook("train.yml", "-e", "train_early_stopping_rounds=50", "-e", "train_max_rounds=10")
+    assert bad.rc != 0, bad
+    expected = "train_early_stopping_rounds must be a whole number from 1 to 10000 and at most train_max_rounds (10)"
+    assert expected in one_line(bad.output), bad
+
+    # The tracking server stopped (and the stage told not to start it): one message saying how to start it,
+    # nothing trained, no run left RUNNING; the next full run starts it again and changes nothing else.
+    on_node(f"systemctl stop {SERVICE}")
+    down = playbook("train.yml", "--skip-tags", "mlflow_server")
+    assert down.rc != 0, down
+    message = one_line(down.output)
+    assert "does not answer /health on sandbox-node" in message, down
+    assert f"sudo systemctl start {SERVICE}" in message, down
+    back = playbook("train.yml")
+    assert back.rc == 0, back
+    assert "unchanged" in one_line(back.output), back
+    assert snapshot(client, MODEL) == state
+    assert runs_by_status(client, "RUNNING") == []
+    runs = all_runs(client)
+
+    # The node replaced: teardown (the data bucket and its registry/ backup kept), a fresh node, site.yml. The
+    # tracking server restores the registry before it starts, so the same runs, versions and aliases are back
+    # and training finds its model version: nothing is trained again.
+    down = playbook("teardown.yml")
+    assert down.rc == 0, down
+    node_down_and_fresh()
+    assert on_node("test -e /opt/fraud-demo && echo old || echo fresh") == "fresh"
+    restored = playbook("site.yml", *ROWS)
+    assert restored.rc == 0, restored
+    assert "unchanged, a version trained on the same dataset version" in one_line(restored.output), restored
+    assert snapshot(client, MODEL) == state
+    assert all_runs(client) == runs
+    assert check_model(aws, names.bucket, client, MODEL, versions=2)[1] == []
+    assert get(f"{url}/health")["model_version"] == "2"
+    assert "unchanged, the predictions of this model version and dataset version exist" in one_line(restored.output)
+
+    with capsys.disabled():
+        print(f"site.yml on a fresh node, registry restored: {restored.seconds:.1f}s")
