@@ -8,6 +8,7 @@ so what it learned from is what the manifest (and through it, the raw objects' V
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,3 +85,10 @@ def fetch_tables(bucket: S3Bucket, cv: CuratedVersion, names: list[str], dest: s
                 f"{cv.version} was changed after it was written; re-create it with the ingest stage"
             )
     return paths
+
+
+def clear_work_dir(work: Path, keep: str) -> None:
+    """Only the current version's downloads are worth keeping across runs."""
+    for other in work.iterdir():
+        if other.is_dir() and other.name != keep:
+            shutil.rmtree(other, ignore_errors=True)

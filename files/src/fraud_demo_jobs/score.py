@@ -46,7 +46,7 @@ from . import tracking as T
 from .aws import S3Bucket, make_client
 from .checksums import code_version_of, file_sha256
 from .cli import EXIT_USAGE, env, fail
-from .curated_read import CuratedVersion, fetch_tables, resolve_curated
+from .curated_read import CuratedVersion, clear_work_dir, fetch_tables, resolve_curated
 from .errors import JobError
 from .telemetry import (
     EventLog,
@@ -55,13 +55,15 @@ from .telemetry import (
     put_metrics,
     run_reported,
 )
-from .train import clear_work_dir
 
 SCORE_JOB = "score"
 SCORE_PROG = "fraud-demo-score"
 DEFAULT_SCORE_WORK_DIR = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), SCORE_PROG)
 # The code the scores depend on besides the model (recorded in the manifest).
-SCORED_BY = ("score.py", "score_batch.py", "model_store.py", "features.py", "modeling.py", "ieee_contract.py")
+SCORED_BY = (
+    "score.py", "score_batch.py", "model_store.py", "features.py", "feature_input.py", "key_history.py", "modeling.py",
+    "ieee_contract.py",
+)  # fmt: skip
 SCORING_TABLES = ("test_transaction", "test_identity", "sample_submission")
 OUTPUTS = (layout.PREDICTIONS_FILE, layout.SUBMISSION_FILE)
 # ~11 KiB per row at the peak of a chunk (the Arrow batch, its DataFrame, the joined frame, the features):

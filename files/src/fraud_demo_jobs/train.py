@@ -35,7 +35,6 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
 import time
 import uuid
@@ -66,7 +65,7 @@ TRAIN_JOB = "train"
 TRAIN_PROG = "fraud-demo-train"
 DEFAULT_TRAIN_WORK_DIR = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), TRAIN_PROG)
 # The code a model depends on: a change to any of these trains a new model version on the same data.
-TRAINED_BY = ("features.py", "modeling.py", "train.py", "ieee_contract.py")
+TRAINED_BY = ("features.py", "feature_input.py", "key_history.py", "modeling.py", "train.py", "ieee_contract.py")
 TRAINING_TABLES = ("train_transaction", "train_identity")
 
 
@@ -404,13 +403,6 @@ def train_main(argv: list[str] | None = None) -> int:
         work_dir=settings.work_dir,
         stopped="no model version was registered (the MLflow run is marked KILLED; the next run starts clean)",
     )
-
-
-def clear_work_dir(work: Path, keep: str) -> None:
-    """Only the current version's downloads are worth keeping across runs."""
-    for other in work.iterdir():
-        if other.is_dir() and other.name != keep:
-            shutil.rmtree(other, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from . import modeling as M
 from . import tracking as T
 from .aws import S3Bucket
 from .cli import signals_deferred
-from .curated_read import CuratedVersion, fetch_tables
+from .curated_read import CuratedVersion, clear_work_dir, fetch_tables
 from .errors import JobError
 from .telemetry import EventLog
 from .train import (
@@ -38,7 +38,6 @@ from .train import (
     TrainRunState,
     TrainSettings,
     champion_record,
-    clear_work_dir,
     train_code_version,
 )
 
