@@ -128,8 +128,16 @@ def node_down_and_fresh():
         subprocess.run(["scripts/sandbox-node.sh", verb], cwd=ROOT, check=True, capture_output=True, timeout=300)
 
 
+@pytest.fixture
+def node_left_empty():
+    """Replace the node after the test: its timers and services (the registry backup every 15 min, the scoring
+    service's sample flush) would otherwise keep writing into the next test's bucket of the same name."""
+    yield
+    node_down_and_fresh()
+
+
 def test_site_trains_deploys_once_reruns_clean_promotes_under_load_and_restores(
-    aws, names, playbook, sandbox_env, capsys
+    aws, names, playbook, sandbox_env, capsys, node_left_empty
 ):
     # A node with a registry from an earlier run would hold runs of a bucket the emulator's reset forgot.
     node_down_and_fresh()
