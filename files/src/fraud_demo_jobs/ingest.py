@@ -58,11 +58,8 @@ from .curate import DEFAULT_MAX_BAD_FRACTION, TableResult, combined_fraud_rate, 
 from .errors import JobError
 from .manifest import RawObject, RunRecord, build_manifest, code_version, dataset_version, manifest_complete
 from .telemetry import (
-    DEFAULT_LOG_GROUP,
-    DEFAULT_NAMESPACE,
-    LOG_GROUP_ENV,
-    NAMESPACE_ENV,
     EventLog,
+    add_reporting_flags,
     job_dimensions,
     put_metrics,
     run_reported,
@@ -360,25 +357,12 @@ def parse_ingest_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"local scratch for the raw copies and outputs (env FRAUD_DEMO_WORK_DIR; {DEFAULT_WORK_DIR})",
     )
     parser.add_argument(
-        "--log-group",
-        default=env(LOG_GROUP_ENV, DEFAULT_LOG_GROUP),
-        help=f"existing CloudWatch log group (env {LOG_GROUP_ENV}; {DEFAULT_LOG_GROUP})",
-    )
-    parser.add_argument(
-        "--metrics-namespace",
-        default=env(NAMESPACE_ENV, DEFAULT_NAMESPACE),
-        help=f"CloudWatch metrics namespace (env {NAMESPACE_ENV}; {DEFAULT_NAMESPACE})",
-    )
-    parser.add_argument(
         "--max-bad-fraction",
         type=float,
         default=DEFAULT_MAX_BAD_FRACTION,
         help=f"refuse a file when more than this fraction of its rows is bad ({DEFAULT_MAX_BAD_FRACTION})",
     )
-    parser.add_argument("--no-cloudwatch", action="store_true", help="log to stderr only, publish no metrics")
-    parser.add_argument("--check", action="store_true", help="only read: report what a run would do")
-    parser.add_argument("--endpoint-url", help="AWS endpoint (default: boto3's, e.g. from AWS_ENDPOINT_URL)")
-    parser.add_argument("--region", help="AWS region (default: boto3's, e.g. from AWS_REGION)")
+    add_reporting_flags(parser, "only read: report what a run would do")
     return parser.parse_args(argv)
 
 

@@ -202,9 +202,15 @@ def run_reported(
 def add_reporting_flags(p: argparse.ArgumentParser, check_help: str | None) -> None:
     """The flags of a job that reports to CloudWatch and reads AWS: where to, --check (unless ``check_help`` is
     None: the scoring service has none), and the AWS endpoint."""
-    p.add_argument("--log-group", default=env(LOG_GROUP_ENV, DEFAULT_LOG_GROUP), help="existing CloudWatch log group")
     p.add_argument(
-        "--metrics-namespace", default=env(NAMESPACE_ENV, DEFAULT_NAMESPACE), help="CloudWatch metrics namespace"
+        "--log-group",
+        default=env(LOG_GROUP_ENV, DEFAULT_LOG_GROUP),
+        help=f"existing CloudWatch log group (env {LOG_GROUP_ENV}; {DEFAULT_LOG_GROUP})",
+    )
+    p.add_argument(
+        "--metrics-namespace",
+        default=env(NAMESPACE_ENV, DEFAULT_NAMESPACE),
+        help=f"CloudWatch metrics namespace (env {NAMESPACE_ENV}; {DEFAULT_NAMESPACE})",
     )
     p.add_argument("--no-cloudwatch", action="store_true", help="log locally only, publish no metrics")
     if check_help is not None:
