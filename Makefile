@@ -54,7 +54,7 @@ lint: setup  ## yamllint, ansible-lint (production profile), ruff
 	$(BIN)/ruff format --check .
 
 unit: setup  ## pytest: modules, jobs, scripts (no sandbox needed)
-	$(PYTEST) -m "not sandbox and not sandbox_node"
+	$(PYTEST) -m "not sandbox and not sandbox_node" -n 2 --dist loadfile
 
 molecule: sandbox-up  ## Molecule scenarios against the sandbox
 	$(SANDBOX_ENV) $(BIN)/molecule test --all

@@ -8,7 +8,7 @@ Promises: curated/<dataset>/latest points at a version whose manifest.json exist
 manifest lists exists and holds the manifest's valid rows; quarantine/<dataset>/<version>/ holds exactly the
 rejected rows the manifest counts, one CSV per table with any; nothing else lies under either prefix.
 
-Used by the Molecule ingest scenario (verify) and the end-to-end test. Works against the sandbox emulator
+Used by the Molecule ml scenario (verify_ingest.yml) and the end-to-end test. Works against the sandbox emulator
 (AWS_ENDPOINT_URL) or a real account.
 """
 
