@@ -41,10 +41,10 @@ def versions(s3, prefix: str) -> dict[str, list[str]]:
 
 def test_no_champion_is_named_before_anything_is_written(trained, capsys):
     lake, _ = trained
-    code, s, err = drift(lake, capsys, "--alias", "nobody")
+    code, s, _ = drift(lake, capsys, "--alias", "nobody")
     assert code == 1 and s["failed"]
     assert "no model version of fraud-detector has the alias nobody" in s["msg"]
-    code, s, err = drift(lake, capsys, "--model-version", "99")
+    code, s, _ = drift(lake, capsys, "--model-version", "99")
     assert code == 1 and "has no version 99" in s["msg"] and "--model-version" in s["msg"]
     assert keys(lake["s3"], "reports/") == []
 
@@ -159,3 +159,39 @@ def test_the_reference_version_gone_and_no_curated_data_are_named(trained, capsy
         s3.put_object(Bucket=BUCKET, Key=latest_key, Body=latest)
     assert keys(s3, "reports/") == before
     assert client(lake).get_model_version_by_alias(MODEL, "champion").version == "1"
+
+
+def test_inference_samples_are_the_current_data_when_asked(trained, capsys):
+    """The scoring service's sample (its input rows as JSON values, with its score and request fields, as
+    serve_sink writes them) under inference/<today>/ is the current data of --current inference."""
+    import io
+    from datetime import datetime, timezone
+
+    import pandas as pd
+
+    lake, _ = trained
+    s3 = lake["s3"]
+    manifest = s3_json(s3, s3_json(s3, f"curated/{DATASET}/latest")["manifest"])
+    table = {t["name"]: t["key"] for t in manifest["tables"]}
+    read = lambda name: pd.read_parquet(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=table[name])["Body"].read()))  # noqa: E731
+    rows = read("test_transaction").head(300).merge(read("test_identity"), on="TransactionID", how="left")
+    records = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in rows.to_dict("records")]
+    meta = {"request_id": "r", "model_version": "1", "dataset_version": "x", "scored_at": 0.0}
+    sample = pd.DataFrame.from_records([{**r, "fraud_probability": 0.5, **meta} for r in records])
+    body = io.BytesIO()
+    sample.to_parquet(body, index=False)
+    key = f"inference/{datetime.now(timezone.utc):%Y-%m-%d}/000000-node-000001.parquet"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body.getvalue())
+    try:
+        code, s, err = drift(lake, capsys, "--current", "inference", "--current-rows", "200")
+        assert code == 0, err
+        assert (s["status"], s["current"]) == (
+            "reported",
+            {"source": "inference", "dataset_version": None, "rows": 200},
+        )
+        assert s["run"].startswith("v1-inference-")
+        assert s3_json(s3, f"reports/drift/{s['run']}/summary.json")["current"]["rows"] == 200
+        code, again, _ = drift(lake, capsys, "--current", "inference", "--current-rows", "200", "--check")
+        assert (code, again["status"], again["run"]) == (0, "unchanged", s["run"])
+    finally:
+        s3.delete_object(Bucket=BUCKET, Key=key)
