@@ -16,8 +16,9 @@ README's transfer figures). Prints the drift share (the normal dataset's own lat
     .venv/bin/python bench/bench_drift.py [--rows 590540] [--seed 42] [--reference-rows 50000]
                                           [--current-rows 50000] [--columns 50] [--curated DIR]
 
-``--curated DIR`` compares against another curated directory's test tables instead (e.g. a drifted batch:
-``fraud-demo-generate --drift`` curated the same way).
+``--drifted`` compares against the test tables of the later, drifted batch (``fraud-demo-generate --drift``, same
+rows and seed; generated and curated once into ``.cache/bench-data/<rows>-<seed>-drifted/``): the drift share a
+user sees when that batch arrives. ``--curated DIR`` compares against any directory of test tables instead.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from bench_score import prepare_scoring  # noqa: E402  (the same data, model and child measurement)
-from bench_train import child  # noqa: E402
+from bench_train import CACHE, child  # noqa: E402
 from fraud_demo_jobs.drift import DEFAULT_COLUMNS  # noqa: E402
 
 DRIFT = """
@@ -80,6 +81,32 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "import_seconds": t_impor
                   "prediction_psi": pred.score if pred else None, "top": top}))
 """
 
+DRIFTED = """
+import json, os, sys
+from fraud_demo_jobs import curate, synthetic, ieee_schema as S
+raw, out, rows, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+synthetic.generate(raw, rows=rows, seed=seed, workers=2, drift=True)
+state = S.KeyState()
+n = {}
+for table in ("test_transaction", "test_identity"):
+    spec = S.BY_NAME[table]
+    n[table] = curate.curate_file(spec, os.path.join(raw, spec.file), out, state).rows_valid
+print(json.dumps(n))
+"""
+
+
+def prepare_drifted(rows: int, seed: int) -> str:
+    """The drifted batch's curated test tables, made once per (rows, seed)."""
+    base = os.path.join(CACHE, f"{rows}-{seed}-drifted")
+    done = os.path.join(base, "prepared.json")
+    if not os.path.exists(done):
+        os.makedirs(base, exist_ok=True)
+        info = child(DRIFTED, os.path.join(base, "raw"), base, str(rows), str(seed))
+        with open(done, "w") as f:
+            json.dump(info, f)
+        print("curated the drifted batch's test tables:", json.dumps(info), flush=True)
+    return os.path.join(base, "curated")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,9 +116,10 @@ def main() -> None:
     ap.add_argument("--current-rows", type=int, default=50_000, help="the job's --current-rows (its default)")
     ap.add_argument("--columns", type=int, default=DEFAULT_COLUMNS, help="the job's --columns (its default)")
     ap.add_argument("--curated", help="directory with test_transaction/test_identity Parquet to compare instead")
+    ap.add_argument("--drifted", action="store_true", help="compare with the drifted batch's test tables")
     args = ap.parse_args()
     curated, model_dir = prepare_scoring(args.rows, args.seed)
-    current = args.curated or curated
+    current = args.curated or (prepare_drifted(args.rows, args.seed) if args.drifted else curated)
     load = os.getloadavg()
     print(f"data: {curated}; current: {current}; model: {model_dir}; load average before: {load[0]:.2f}")
     r = child(DRIFT, curated, current, model_dir, str(args.reference_rows), str(args.current_rows), str(args.columns))

@@ -190,13 +190,7 @@ _FILES = {"html": layout.DRIFT_HTML, "json": layout.DRIFT_JSON, "summary": layou
 
 
 def _no_model(s: DriftSettings) -> str:
-    if s.model_version is not None:
-        return (
-            f"registered model {s.model_name} has no version {s.model_version} on {s.tracking_uri}: pass an existing "
-            "--model-version (see the MLflow UI), or --alias champion"
-        )
-    fix = "run playbooks/train.yml (fraud-demo-train) first" if s.alias == G.CHAMPION else "pass --alias champion"
-    return f"no model version of {s.model_name} has the alias {s.alias} yet on {s.tracking_uri}: {fix}"
+    return model_store.missing_version_message(s.model_name, s.alias, s.model_version, s.tracking_uri)
 
 
 def _reference_version(bucket: S3Bucket, s: DriftSettings, lineage: model_store.ModelLineage) -> CuratedVersion:
