@@ -78,7 +78,8 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "import_seconds": t_impor
                   "current_available": cur.available, "reference_rows": len(ref.frame), "current_rows": len(cur.frame),
                   "columns": len(result.columns), "skipped": skipped, "drifted_columns": result.drifted_columns,
                   "drift_share": result.drift_share, "drift_detected": result.drift_detected,
-                  "prediction_psi": pred.score if pred else None, "top": top}))
+                  "prediction_psi": pred.score if pred else None, "top": top,
+                  "drifted": {c.column: round(c.score, 3) for c in result.columns if c.drifted}}))
 """
 
 DRIFTED = """

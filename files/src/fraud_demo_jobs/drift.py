@@ -463,36 +463,30 @@ def parse_drift_args(argv: list[str] | None) -> argparse.Namespace:
         help="current data: latest (the test tables of the curated version `latest` names), inference (the "
         "scoring service's samples), or a curated version id (env FRAUD_DEMO_DRIFT_CURRENT; latest)",
     )
-    _int(
+    _number(
         p,
         "--inference-days",
-        "FRAUD_DEMO_DRIFT_INFERENCE_DAYS",
+        int,
         7,
         "days of inference samples with --current inference",
     )
-    _int(p, "--reference-rows", "FRAUD_DEMO_DRIFT_REFERENCE_ROWS", 50_000, "rows sampled from the train window")
-    _int(p, "--current-rows", "FRAUD_DEMO_DRIFT_CURRENT_ROWS", 50_000, "rows sampled from the current data")
-    _int(
+    _number(p, "--reference-rows", int, 50_000, "rows sampled from the train window")
+    _number(p, "--current-rows", int, 50_000, "rows sampled from the current data")
+    _number(
         p,
         "--columns",
-        "FRAUD_DEMO_DRIFT_COLUMNS",
+        int,
         DEFAULT_COLUMNS,
         "raw columns compared, those the model relies on most (by the gain of its features built on each); 0: all",
     )
-    _int(p, "--seed", "FRAUD_DEMO_DRIFT_SEED", 42, "seed of both samples")
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=env("FRAUD_DEMO_DRIFT_THRESHOLD", str(DEFAULT_DRIFT_SHARE)),
-        help=f"share of drifted columns at/above which drift_detected (env FRAUD_DEMO_DRIFT_THRESHOLD; "
-        f"{DEFAULT_DRIFT_SHARE})",
-    )
-    p.add_argument(
+    _number(p, "--seed", int, 42, "seed of both samples")
+    _number(p, "--threshold", float, DEFAULT_DRIFT_SHARE, "share of drifted columns at/above which drift_detected")
+    _number(
+        p,
         "--column-threshold",
-        type=float,
-        default=env("FRAUD_DEMO_DRIFT_COLUMN_THRESHOLD", str(DEFAULT_COLUMN_THRESHOLD)),
-        help=f"PSI at/above which a column has drifted (env FRAUD_DEMO_DRIFT_COLUMN_THRESHOLD; "
-        f"{DEFAULT_COLUMN_THRESHOLD}: a significant shift by the usual PSI convention)",
+        float,
+        DEFAULT_COLUMN_THRESHOLD,
+        "PSI at/above which a column has drifted (0.2: a significant shift by the usual PSI convention)",
     )
     p.add_argument("--threads", type=int, default=2, help="LightGBM threads for the scores (2)")
     p.add_argument(
@@ -504,9 +498,11 @@ def parse_drift_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _int(p: argparse.ArgumentParser, flag: str, var: str, default: int, text: str) -> None:
-    # argparse converts a string default with ``type``: a malformed variable is a usage error naming the flag.
-    p.add_argument(flag, type=int, default=env(var, str(default)), help=f"{text} (env {var}; {default})")
+def _number(p: argparse.ArgumentParser, flag: str, kind: type, default: float, text: str) -> None:
+    """A numeric flag defaulting to env FRAUD_DEMO_DRIFT_<FLAG>: argparse converts a string default with ``kind``,
+    so a malformed variable is a usage error naming the flag."""
+    var = "FRAUD_DEMO_DRIFT_" + flag.removeprefix("--").replace("-", "_").upper()
+    p.add_argument(flag, type=kind, default=env(var, str(default)), help=f"{text} (env {var}; {default})")
 
 
 def _drift_usage_problem(args: argparse.Namespace) -> str | None:
