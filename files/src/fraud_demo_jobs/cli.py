@@ -90,16 +90,21 @@ def fail(prog: str, msg: str, summary: dict, code: int) -> int:
     return code
 
 
+def _left(stopped: str | Callable[[], str]) -> str:
+    return stopped() if callable(stopped) else stopped
+
+
 def run_job(
     prog: str,
     body: Callable[[], None],
     summary: Callable[[str | None], dict],
     *,
-    stopped: str,
+    stopped: str | Callable[[], str],
     on_failure: Callable[[str], None] | None = None,
 ) -> int:
     """Run ``body`` with SIGTERM raising, map what it raises to a message and an exit code, and end with
-    ``summary(msg)`` (msg None on success). ``stopped`` says what an interruption left behind;
+    ``summary(msg)`` (msg None on success). ``stopped`` says what an interruption left behind (a callable: asked
+    when it happens);
     ``on_failure(msg)`` runs before the failure is printed (e.g. to log it)."""
     msg, code = None, EXIT_OK
     with sigterm_raises():
@@ -110,9 +115,9 @@ def run_job(
         except JobError as e:
             msg, code = str(e), EXIT_FAILURE
         except Terminated:
-            msg, code = f"terminated (SIGTERM); {stopped}", EXIT_TERMINATED
+            msg, code = f"terminated (SIGTERM); {_left(stopped)}", EXIT_TERMINATED
         except KeyboardInterrupt:
-            msg, code = f"interrupted; {stopped}", EXIT_INTERRUPTED
+            msg, code = f"interrupted; {_left(stopped)}", EXIT_INTERRUPTED
         except MemoryError:
             msg, code = "out of memory", EXIT_FAILURE
         except Exception as e:  # a bug: keep the traceback, still end with the summary line

@@ -20,6 +20,7 @@ from . import modeling as M
 from . import tracking as T
 from .errors import JobError, UsageError
 from .features import STATE_FILE, FeatureState
+from .gate import CHAMPION
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -95,6 +96,17 @@ def find_version(
             raise UsageError(f"model version must be a number, got {version!r}")
         return tr.model_version(model_name, str(version))
     return tr.alias_version(model_name, alias)
+
+
+def missing_version_message(model_name: str, alias: str | None, version: str | None, uri: str) -> str:
+    """What to tell a user when ``find_version`` found nothing, naming the fix."""
+    if version is not None:
+        return (
+            f"registered model {model_name} has no version {version} on {uri}: pass an existing "
+            f"--model-version (see the MLflow UI), or --alias {CHAMPION}"
+        )
+    fix = "run playbooks/train.yml (fraud-demo-train) first" if alias == CHAMPION else f"pass --alias {CHAMPION}"
+    return f"no model version of {model_name} has the alias {alias} yet on {uri}: {fix}"
 
 
 def load_version(tr: T.Tracking, model_name: str, mv: ModelVersion, dst: str) -> LoadedModel:

@@ -154,13 +154,7 @@ def run_score(s: ScoreSettings, st: ScoreRunState, events: EventLog) -> None:
 
 
 def _no_model(s: ScoreSettings) -> str:
-    if s.model_version is not None:
-        return (
-            f"registered model {s.model_name} has no version {s.model_version} on {s.tracking_uri}: pass an existing "
-            "--model-version (see the MLflow UI), or --alias champion"
-        )
-    fix = "run playbooks/train.yml (fraud-demo-train) first" if s.alias == G.CHAMPION else "pass --alias champion"
-    return f"no model version of {s.model_name} has the alias {s.alias} yet on {s.tracking_uri}: {fix}"
+    return model_store.missing_version_message(s.model_name, s.alias, s.model_version, s.tracking_uri)
 
 
 def complete_scores(bucket: S3Bucket, manifest_key: str, model_version: str, dataset_version: str) -> dict | None:

@@ -168,7 +168,7 @@ def run_reported(
     finished: Callable[[], dict],
     failed: Callable[[], dict],
     work_dir: str,
-    stopped: str,
+    stopped: str | Callable[[], str],
 ) -> int:
     """``cli.run_job`` for a job that reports: ``work()``, then its metrics (``publish(seconds)``, None when it
     publishes none; a failure to publish is a warning), a ``finished`` or ``failed`` event with the fields the job

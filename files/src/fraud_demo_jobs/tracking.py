@@ -115,29 +115,51 @@ class Tracking:
         )
         return runs[0] if runs else None
 
+    def finish_committed_orphans(self, experiment_id: str, job: str, model_name: str) -> list[str]:
+        """Mark FINISHED the runs of ``job`` left RUNNING after their commit point: an alias points at a version
+        they registered (the job failed or died after the alias, before ending the run; its tags came before the
+        alias). That version is live -- it may be the champion -- so it is never undone. The caller holds the job's
+        lock, so no live run of ours can be among them."""
+        finished = []
+        for run in self._running(experiment_id, job):
+            rid = run.info.run_id
+            if any(mv.aliases for mv in self._versions_of(model_name, rid)):
+                self.call(f"SetTerminated {rid}", self.client.set_terminated, rid, "FINISHED")
+                finished.append(rid)
+        return finished
+
     def fail_orphans(self, experiment_id: str, job: str, model_name: str) -> list[str]:
         """Mark FAILED the runs of ``job`` still RUNNING: the job that started them died (the caller holds the
         job's lock, so no live run of ours can be among them); a model version such a run registered before it
-        died (the server gone mid-registration) is deleted: it never passed the whole commit."""
-        runs = self.call(
-            "SearchRuns",
-            self.client.search_runs,
-            [experiment_id],
-            filter_string=f"tags.`{TAG_JOB}` = '{job}' and attributes.status = 'RUNNING'",
-        )
+        died (the server gone mid-registration) is deleted: it never passed the commit point (the alias; runs that
+        did are finished first by ``finish_committed_orphans``)."""
+        runs = self._running(experiment_id, job)
         for run in runs:
             rid = run.info.run_id
             note = "orphaned: the job that started this run ended without finishing it (marked by the next run)"
             self.call(f"SetTag {rid}", self.client.set_tag, rid, TAG_FAILURE, note)
             self.call(f"SetTerminated {rid}", self.client.set_terminated, rid, "FAILED")
-            found = self.call(
-                "SearchModelVersions",
-                self.client.search_model_versions,
-                f"name = '{model_name}' and run_id = '{rid}'",
-            )
-            for mv in found:
+            for mv in self._versions_of(model_name, rid):
                 self.call(f"DeleteModelVersion {mv.version}", self.client.delete_model_version, model_name, mv.version)
         return [r.info.run_id for r in runs]
+
+    def _running(self, experiment_id: str, job: str) -> list:
+        return self.call(
+            "SearchRuns",
+            self.client.search_runs,
+            [experiment_id],
+            filter_string=f"tags.`{TAG_JOB}` = '{job}' and attributes.status = 'RUNNING'",
+        )
+
+    def _versions_of(self, model_name: str, run_id: str) -> list:
+        """The model versions a run registered, each read on its own (a search result may not carry aliases)."""
+        found = self.call(
+            "SearchModelVersions", self.client.search_model_versions, f"name = '{model_name}' and run_id = '{run_id}'"
+        )
+        return [
+            self.call(f"GetModelVersion {mv.version}", self.client.get_model_version, model_name, mv.version)
+            for mv in found
+        ]
 
     def alias_version(self, model_name: str, alias: str):
         """The model version an alias points at, or None (no such model or alias)."""
@@ -165,6 +187,9 @@ class Tracking:
             raise server_error(e, self.uri, what) from e
         except Exception as e:
             raise server_error(e, self.uri, what) from e
+
+    def run_params(self, run_id: str) -> dict[str, str]:
+        return dict(self.call(f"GetRun {run_id}", self.client.get_run, run_id).data.params)
 
     def run_tags(self, run_id: str) -> dict[str, str]:
         return dict(self.call(f"GetRun {run_id}", self.client.get_run, run_id).data.tags)

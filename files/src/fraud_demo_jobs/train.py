@@ -108,6 +108,7 @@ class TrainRunState:
     artifact_uri: str | None = None
     registry_backup: dict | None = None
     orphans: list[str] = field(default_factory=list)
+    orphans_completed: list[str] = field(default_factory=list)
     log_stream: str | None = None
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -166,12 +167,21 @@ def run_train(s: TrainSettings, st: TrainRunState, events: EventLog) -> None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
             raise JobError(f"another {TRAIN_PROG} run holds {work}/.lock; wait for it to finish") from e
+        st.orphans_completed = tr.finish_committed_orphans(st.experiment_id, TRAIN_JOB, s.model_name)
         st.orphans = tr.fail_orphans(st.experiment_id, TRAIN_JOB, s.model_name)
         if st.orphans:
             events("orphans_failed", runs=st.orphans)
-        from .train_run import train_and_register
+        done = None
+        if st.orphans_completed:  # one of them may be this very training, committed by a run that then died
+            events("orphans_completed", runs=st.orphans_completed)
+            done = tr.finished_run(st.experiment_id, st.training_key)
+        if done is not None:
+            _report_unchanged(s, st, tr, done)
+            events("unchanged", run_id=st.run_id, model_version=st.model_version)
+        else:
+            from .train_run import train_and_register
 
-        train_and_register(s, st, tr, bucket, cv, events, work / cv.version)
+            train_and_register(s, st, tr, bucket, cv, events, work / cv.version)
     try:
         _back_up(s, st, bucket, events)
     except JobError as e:
@@ -259,6 +269,7 @@ def train_summary(s: TrainSettings | None, st: TrainRunState, seconds: float, ms
         "training_key": st.training_key,
         "registry_backup": st.registry_backup,
         "orphans_failed": st.orphans,
+        "orphans_completed": st.orphans_completed,
         "job_run_id": st.job_run_id,
         "log_stream": st.log_stream,
         "phase_seconds": {k: round(v, 3) for k, v in st.phase_seconds.items()},
@@ -352,6 +363,14 @@ def _train_usage_problem(args: argparse.Namespace, split: SplitSpec, params: Tra
     return split.validate() or params.validate() or gate.validate()
 
 
+def _stopped(st: TrainRunState) -> str:
+    """What an interruption left behind: a signal held back through the commit lands after it."""
+    if st.action == "trained":
+        alias = (st.decision or {}).get("alias")
+        return f"model version {st.model_version} was registered with alias {alias} before the signal took effect"
+    return "no model version was registered (the MLflow run is marked KILLED; the next run starts clean)"
+
+
 def train_main(argv: list[str] | None = None) -> int:
     args = parse_train_args(argv)
     t0 = time.monotonic()
@@ -401,7 +420,7 @@ def train_main(argv: list[str] | None = None) -> int:
         finished=lambda: {"action": st.action, "model_version": st.model_version},
         failed=lambda: {"run_id": st.run_id},
         work_dir=settings.work_dir,
-        stopped="no model version was registered (the MLflow run is marked KILLED; the next run starts clean)",
+        stopped=lambda: _stopped(st),
     )
 
 

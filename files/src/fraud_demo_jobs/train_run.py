@@ -34,6 +34,7 @@ from .errors import JobError
 from .telemetry import EventLog
 from .train import (
     TRAIN_JOB,
+    TRAIN_PROG,
     TRAINING_TABLES,
     TrainRunState,
     TrainSettings,
@@ -137,20 +138,31 @@ def _train_log_register(s, st, tr, cv, split, events, vdir: Path) -> None:
 
 
 def _commit(s, st, tr, cv, model_uri: str, decision: G.GateDecision) -> None:
-    """Register, tag, alias, finish: with signals deferred, so a SIGTERM here lands after it, never half-way."""
+    """Register, tag, alias, finish: with signals deferred, so a SIGTERM here lands after it, never half-way.
+
+    The alias is the commit point. Before it, a failure deletes the version (``_abandon``; after a SIGKILL, the next
+    run's ``fail_orphans``). From it on, the version is live (it may have taken the champion alias from the previous
+    champion, so deleting it would leave no champion at all): it is never undone, and a run left unfinished by a
+    failure or death is finished by the next run (``finish_committed_orphans``). The run's tags come before the
+    alias, so a run finished by anyone (us, MLflow's exit hook, the next run) names the version it made."""
     tags = _version_tags(s, st, cv, decision)
     mv = tr.call(f"RegisterModel {s.model_name}", tr.mlflow.register_model, model_uri, s.model_name, tags=tags)
     st.model_version = version = str(mv.version)
-    tr.set_alias(s.model_name, decision.alias, version)
-    run_id = st.run_id
     for key, value in (
         (T.TAG_MODEL_VERSION, version),
         (T.TAG_DECISION, decision.alias),
         (T.TAG_REASON, decision.reason),
     ):
-        tr.call(f"SetTag {key}", tr.client.set_tag, run_id, key, value)
-    tr.call("EndRun", tr.mlflow.end_run, "FINISHED")
+        tr.call(f"SetTag {key}", tr.client.set_tag, st.run_id, key, value)
+    tr.set_alias(s.model_name, decision.alias, version)
     st.action = "trained"
+    try:
+        tr.call("EndRun", tr.mlflow.end_run, "FINISHED")
+    except JobError as e:
+        raise JobError(
+            f"model version {version} is registered with alias {decision.alias}, but finishing its MLflow run "
+            f"{st.run_id} failed: {e}; the next {TRAIN_PROG} run finishes it"
+        ) from e
 
 
 def _abandon(tr: T.Tracking, s: TrainSettings, st: TrainRunState, status: str, e) -> None:
