@@ -155,9 +155,11 @@ except ImportError:
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
-from ansible_collections.amazon.aws.plugins.module_utils.tagging import ansible_dict_to_boto3_tag_list
-from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_list_to_ansible_dict
-from ansible_collections.amazon.aws.plugins.module_utils.tagging import compare_aws_tags
+from ansible_collections.amazon.aws.plugins.module_utils.tagging import (
+    ansible_dict_to_boto3_tag_list,
+    boto3_tag_list_to_ansible_dict,
+    compare_aws_tags,
+)
 
 
 class Rule:
@@ -269,7 +271,9 @@ def ensure_present(module, rule, current, tags, document_arn):
         if to_remove:
             rule.write("untag", rule.events.untag_resource, ResourceARN=current["arn"], TagKeys=to_remove)
         if to_set:
-            rule.write("tag", rule.events.tag_resource, ResourceARN=current["arn"], Tags=ansible_dict_to_boto3_tag_list(to_set))
+            rule.write(
+                "tag", rule.events.tag_resource, ResourceARN=current["arn"], Tags=ansible_dict_to_boto3_tag_list(to_set)
+            )
         changed |= bool(to_set or to_remove)
         after["tags"] = {k: v for k, v in current["tags"].items() if k not in to_remove} | to_set
     want = wanted_target(p, document_arn)
@@ -280,7 +284,9 @@ def ensure_present(module, rule, current, tags, document_arn):
         changed = True
     mine = next((t for t in existing if t["Id"] == want["id"]), None)
     if target_view(mine) != want:
-        result = rule.write("set the target of", rule.events.put_targets, Rule=p["name"], Targets=[target_request(want)])
+        result = rule.write(
+            "set the target of", rule.events.put_targets, Rule=p["name"], Targets=[target_request(want)]
+        )
         if result.get("FailedEntryCount"):
             module.fail_json(msg=f"EventBridge refused the target of rule {p['name']}: {result['FailedEntries']}")
         changed = True
@@ -325,7 +331,11 @@ def main():
     refuse_foreign(module, current, tags)
     before = {k: v for k, v in current.items() if k != "targets"}
     mine = next((t for t in current.get("targets", []) if t["Id"] == p["target_id"]), None)
-    diff_before = dict(rule=before, target=target_view(mine), other_targets=[t["Id"] for t in current.get("targets", []) if t is not mine])
+    diff_before = dict(
+        rule=before,
+        target=target_view(mine),
+        other_targets=[t["Id"] for t in current.get("targets", []) if t is not mine],
+    )
     if p["state"] == "absent":
         changed = ensure_absent(module, rule, current)
         module.exit_json(changed=changed, rule={}, target={}, diff=dict(before=diff_before, after={}))

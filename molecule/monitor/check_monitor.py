@@ -1,5 +1,5 @@
 """Read the monitoring resources of molecule/monitor back through the AWS API (boto3) and compare them with
-hand-written expectations (the settings of vars.yml, spelled out again here on purpose).
+hand-written expectations (the settings of vars/monitor.yml, spelled out again here on purpose).
 
     python check_monitor.py verify      every promised property; exit 1 with the list of problems
     python check_monitor.py leftovers   none of the scenario's resources exists; exit 1 if one does
@@ -39,7 +39,9 @@ def check_topic(sns, region: str, problems: list[str]) -> str:
     if arn not in topics:
         problems.append(f"topic {arn} missing")
         return arn
-    expect(problems, "topic tags", tags_of(sns.list_tags_for_resource(ResourceArn=arn)["Tags"]), {**TAGS, "Name": TOPIC})
+    expect(
+        problems, "topic tags", tags_of(sns.list_tags_for_resource(ResourceArn=arn)["Tags"]), {**TAGS, "Name": TOPIC}
+    )
     policy = json.loads(sns.get_topic_attributes(TopicArn=arn)["Attributes"]["Policy"])
     statement = policy["Statement"][0]
     expect(problems, "topic policy statements", len(policy["Statement"]), 1)
@@ -58,7 +60,9 @@ def check_alarms(cw, topic_arn: str, problems: list[str]) -> str:
             problems.append(f"alarm {name} missing")
             continue
         alarm = found[name]
-        expect(problems, f"{name} tags", tags_of(cw.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]), TAGS)
+        expect(
+            problems, f"{name} tags", tags_of(cw.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]), TAGS
+        )
         expect(problems, f"{name} alarm actions", alarm["AlarmActions"], [topic_arn])
         expect(problems, f"{name} comparison", alarm["ComparisonOperator"], "GreaterThanOrEqualToThreshold")
     drift = found.get(ALARMS["drift"], {})
@@ -96,7 +100,12 @@ def check_alarms(cw, topic_arn: str, problems: list[str]) -> str:
         expect(problems, f"error-rate {mid} metric", stat.get("Metric", {}).get("MetricName"), metric_name)
         expect(problems, f"error-rate {mid} dims", stat.get("Metric", {}).get("Dimensions"), SCORING)
         expect(problems, f"error-rate {mid} stat", (stat.get("Stat"), stat.get("Period")), ("Sum", 300))
-    expect(problems, "error-rate expression", metrics.get("rate", {}).get("Expression"), "IF(requests >= 20, errors / requests, 0)")
+    expect(
+        problems,
+        "error-rate expression",
+        metrics.get("rate", {}).get("Expression"),
+        "IF(requests >= 20, errors / requests, 0)",
+    )
     return drift.get("AlarmArn", "")
 
 
@@ -110,7 +119,12 @@ def check_rule(events, iam, region: str, drift_arn: str, problems: list[str]) ->
     expect(problems, "rule resources", pattern.get("resources"), [drift_arn])
     expect(problems, "rule state filter", pattern.get("detail"), {"state": {"value": ["ALARM"]}})
     expect(problems, "rule detail-type", pattern.get("detail-type"), ["CloudWatch Alarm State Change"])
-    expect(problems, "rule tags", tags_of(events.list_tags_for_resource(ResourceARN=rule["Arn"])["Tags"]), {**TAGS, "Name": RULE})
+    expect(
+        problems,
+        "rule tags",
+        tags_of(events.list_tags_for_resource(ResourceARN=rule["Arn"])["Tags"]),
+        {**TAGS, "Name": RULE},
+    )
     targets = events.list_targets_by_rule(Rule=RULE)["Targets"]
     expect(problems, "rule targets", len(targets), 1)
     target = targets[0] if targets else {}
@@ -123,10 +137,15 @@ def check_rule(events, iam, region: str, drift_arn: str, problems: list[str]) ->
         {"commands": ["systemctl start --no-block fraud-demo-retrain.service"]},
     )
     run = target.get("RunCommandParameters", {}).get("RunCommandTargets", [])
-    expect(problems, "target instances", sorted((t["Key"], t["Values"]) for t in run), [
-        ("tag:Project", ["molecule-mon"]),
-        ("tag:Purpose", ["fraud-demo"]),
-    ])
+    expect(
+        problems,
+        "target instances",
+        sorted((t["Key"], t["Values"]) for t in run),
+        [
+            ("tag:Project", ["molecule-mon"]),
+            ("tag:Purpose", ["fraud-demo"]),
+        ],
+    )
     role = iam.get_role(RoleName=ROLE)["Role"]
     trust = role["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
@@ -148,10 +167,19 @@ def leftovers(session) -> list[str]:
     found = []
     if any(t["TopicArn"].endswith(f":{TOPIC}") for t in session.client("sns").list_topics()["Topics"]):
         found.append(f"topic {TOPIC}")
-    found += [f"alarm {a['AlarmName']}" for a in session.client("cloudwatch").describe_alarms(AlarmNamePrefix=PREFIX)["MetricAlarms"]]
+    found += [
+        f"alarm {a['AlarmName']}"
+        for a in session.client("cloudwatch").describe_alarms(AlarmNamePrefix=PREFIX)["MetricAlarms"]
+    ]
     found += [f"rule {r['Name']}" for r in session.client("events").list_rules(NamePrefix=PREFIX)["Rules"]]
-    found += [f"role {r['RoleName']}" for r in session.client("iam").list_roles()["Roles"] if r["RoleName"].startswith(PREFIX)]
-    found += [f"subscription {s['Endpoint']}" for s in session.client("sns").list_subscriptions()["Subscriptions"] if TOPIC in s["TopicArn"]]
+    found += [
+        f"role {r['RoleName']}" for r in session.client("iam").list_roles()["Roles"] if r["RoleName"].startswith(PREFIX)
+    ]
+    found += [
+        f"subscription {s['Endpoint']}"
+        for s in session.client("sns").list_subscriptions()["Subscriptions"]
+        if TOPIC in s["TopicArn"]
+    ]
     return found
 
 
@@ -171,7 +199,10 @@ def main(argv: list[str]) -> int:
     for p in problems:
         print(f"PROBLEM {p}")
     if not problems:
-        print(f"ok: topic {TOPIC} (policy, tags, e-mail subscription), alarms {', '.join(ALARMS.values())}, rule {RULE} + target, role {ROLE}")
+        print(
+            f"ok: topic {TOPIC} (policy, tags, e-mail subscription), alarms {', '.join(ALARMS.values())}, "
+            f"rule {RULE} + target, role {ROLE}"
+        )
     return 1 if problems else 0
 
 
