@@ -420,8 +420,8 @@ def parse_retrain_args(argv: list[str] | None) -> argparse.Namespace:
 def _usage_problem(args: argparse.Namespace) -> str | None:
     if not args.steps:
         return "--steps FILE (or FRAUD_DEMO_RETRAIN_STEPS) is required: the JSON file naming each step's command"
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        return f"--threshold must be a drift share between 0 and 1, got {args.threshold:g}"
+    if args.threshold is not None and not 0.0 < args.threshold <= 1.0:
+        return f"--threshold is a share of drifted columns, above 0 and at most 1, got {args.threshold:g}"
     for flag, value in (("--lock-wait", args.lock_wait), ("--serve-timeout", args.serve_timeout)):
         if not 0.0 <= value <= 86400.0:
             return f"{flag} must be between 0 and 86400 seconds, got {value:g}"
