@@ -2,14 +2,16 @@
 moto server and a real MLflow server (jobs_lake), on small generated batches.
 
 No champion -> train -> promoted; the drifted batch (``fraud-demo-generate --drift``) lands in raw/ -> ingest makes a
-new curated version -> new data -> train -> the gate promotes the model trained on it; then nothing new -> nothing to
-do. The drift step is a stand-in that reports no drift (the drift job's own tests are its; the decision reads only
-its summary), so the new-data path is the one exercised here. Expected values come from MLflow's API and the
+new curated version -> new data -> train, SIGTERM in the middle of it (no version, no run left RUNNING) -> the next
+pass trains again and the gate promotes the model trained on it; then nothing new -> nothing to do. The drift step
+is a stand-in that reports no drift (the drift job's own tests are its; the decision reads only its summary), so
+the new-data path is the one exercised here. Expected values come from MLflow's API and the
 bucket's ``latest`` pointer."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -43,15 +45,30 @@ def _steps(lake, tmp) -> str:
     return str(path)
 
 
+def _cmd(steps: str, tmp) -> list[str]:
+    return [sys.executable, "-m", "fraud_demo_jobs.retrain", "--steps", steps, "--work-dir", str(tmp / "loop")]
+
+
 def _loop(steps: str, tmp) -> tuple[int, dict]:
-    res = subprocess.run(
-        [sys.executable, "-m", "fraud_demo_jobs.retrain", "--steps", steps, "--work-dir", str(tmp / "loop")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    res = subprocess.run(_cmd(steps, tmp), capture_output=True, text=True, timeout=600, check=False)
     return res.returncode, json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _terminated_during_training(steps: str, tmp) -> dict:
+    """A pass stopped by SIGTERM once the train step's MLflow run has started (the step's events reach the loop's
+    stderr); its summary."""
+    proc = subprocess.Popen(_cmd(steps, tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "run_started" in line:
+            break
+    else:
+        raise AssertionError("".join(seen))
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_first_champion_then_the_drifted_batch_is_promoted_then_nothing_to_do(lake, tmp_path):
@@ -67,11 +84,20 @@ def test_first_champion_then_the_drifted_batch_is_promoted_then_nothing_to_do(la
     synthetic.generate(str(drifted), rows=ROWS, seed=7, drift=True)
     for f in sorted(drifted.glob("*.csv")):
         lake["s3"].put_object(Bucket=BUCKET, Key=f"raw/{DATASET}/{f.name}", Body=f.read_bytes())
+    stopped = _terminated_during_training(steps, tmp_path)
+    assert stopped["status"] == "interrupted" and stopped["msg"].startswith("terminated (SIGTERM) during step train")
+    assert stopped["steps"][0]["status"] in ("created", "promoted")  # the drifted batch was ingested
+    c = client(lake)
+    assert [mv.version for mv in c.search_model_versions(f"name='{MODEL}'")] == ["1"]  # nothing half-registered
+    assert c.get_model_version_by_alias(MODEL, "champion").version == "1"
+    experiment = c.get_experiment_by_name("fraud-demo").experiment_id
+    assert not [r for r in c.search_runs([experiment]) if r.info.status == "RUNNING"]
+
     code, second = _loop(steps, tmp_path)
     latest = s3_json(lake["s3"], f"curated/{DATASET}/latest")["version"]
     assert code == 0, second
     assert [s["job"] for s in second["steps"]] == ["ingest", "train-check", "drift", "train"]
-    assert second["steps"][0]["status"] in ("created", "promoted")
+    assert second["steps"][0]["status"] == "unchanged"  # ingested by the interrupted pass
     assert second["reasons"][0].startswith(f"new curated data: latest is version {latest}, the champion v1")
     assert second["status"] == "promoted", second["reasons"]
     assert (second["champion_before"], second["champion_after"]) == ("1", "2")
