@@ -359,7 +359,8 @@ def test_bad_steps_file(tmp_path, capsys, content, message):
     ("args", "message"),
     [
         ([], "--steps FILE (or FRAUD_DEMO_RETRAIN_STEPS) is required"),
-        (["--steps", "s", "--threshold", "1.5"], "--threshold must be a drift share between 0 and 1"),
+        (["--steps", "s", "--threshold", "1.5"], "--threshold is a share of drifted columns, above 0 and at most 1"),
+        (["--steps", "s", "--threshold", "0"], "got 0"),
         (["--steps", "s", "--lock-wait", "-1"], "--lock-wait must be between 0 and 86400"),
         (["--steps", "s", "--service-url", "localhost:8000"], "must be an http:// or https:// URL"),
     ],

@@ -63,14 +63,32 @@ def test_drifted_batch_comes_after_the_normal_batch(batches):
 
 
 def test_amounts_are_shifted_up(batches):
-    normal = batches["normal"][2]["train_transaction.csv"]["TransactionAmt"]
-    drifted = batches["drifted"][2]["train_transaction.csv"]["TransactionAmt"]
+    def w_amounts(name):  # product W: no foreign-currency conversion, whose share the drift changes
+        tr = batches[name][2]["train_transaction.csv"]
+        return tr.loc[tr["ProductCD"] == "W", "TransactionAmt"]
+
+    normal, drifted = w_amounts("normal"), w_amounts("drifted")
     # ln(amount) + 0.4, plus the normal timeline's +8 % inflation frozen at its end: the normal train rows sit at
     # t = 0..182/395 (mean 0.23), so the medians differ by about exp(0.4 + 0.08 * (1 - 0.23)) = 1.59.
     expected = math.exp(0.4 + 0.08 * (1 - 0.23))
     ratio = drifted.median() / normal.median()
     assert expected * 0.92 <= ratio <= expected * 1.08, ratio
     assert drifted.quantile(0.9) / normal.quantile(0.9) > 1.3
+
+
+def test_the_later_business_mix(batches):
+    """SYNTHETIC.md: ProductCD W 50 % / C 30 % (exact shares), credit cards twice as common, mobile devices three
+    times the weight, anonymous proxies more often than transparent ones."""
+    n_tr = batches["normal"][2]["train_transaction.csv"]
+    d_tr = batches["drifted"][2]["train_transaction.csv"]
+    shares = d_tr["ProductCD"].value_counts(normalize=True)
+    assert abs(shares["W"] - 0.50) < 0.002 and abs(shares["C"] - 0.30) < 0.002
+    assert abs(n_tr["ProductCD"].eq("W").mean() - 0.7345) < 0.002
+    # per card, and rows follow popular cards: loose bounds around 25 % and 50 %
+    assert d_tr["card6"].eq("credit").mean() > n_tr["card6"].eq("credit").mean() + 0.1
+    ident = {name: pd.read_csv(batches[name][0] / "train_identity.csv") for name in ("normal", "drifted")}
+    # mobile profiles weigh 0.39 of 0.99 normally (0.39), 3 x 0.39 / (0.60 + 3 x 0.39) = 0.66 drifted (per client)
+    assert ident["normal"]["DeviceType"].eq("mobile").mean() < 0.5 < ident["drifted"]["DeviceType"].eq("mobile").mean()
 
 
 def test_new_email_domains_only_in_the_drifted_batch(batches):
@@ -149,6 +167,15 @@ def test_sidecar_records_the_flag_and_switching_regenerates(tmp_path):
     back = syn.generate(str(out), rows=1000, seed=1)
     assert back["changed"] is True and back["files"] == first["files"]
     assert (out / "train_transaction.csv").read_bytes() == normal_bytes  # deterministic both ways
+
+
+def test_an_older_drifted_model_regenerates(tmp_path):
+    out = tmp_path / "d"
+    syn.generate(str(out), rows=1000, seed=1, drift=True)
+    side = json.loads((out / syn.SIDECAR).read_text())
+    assert side["drift_version"] == "2"
+    (out / syn.SIDECAR).write_text(json.dumps({**side, "drift_version": "1"}))
+    assert syn.generate(str(out), rows=1000, seed=1, drift=True)["changed"] is True
 
 
 def test_sidecar_from_before_the_flag_means_a_normal_batch(tmp_path):

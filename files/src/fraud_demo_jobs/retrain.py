@@ -95,6 +95,7 @@ class LoopState:
     signal: int | None = None  # the first SIGTERM/SIGINT received
     running: subprocess.Popen | None = None  # the step running now, to forward a signal to
     last_summary: dict | None = None  # the last step's summary, also when it failed or was interrupted
+    forwarded: bool = False  # the signal was passed on to a step (once only)
 
 
 # ------------------------------------------------------------------------------------------------- steps file
@@ -202,6 +203,8 @@ def run_step(st: LoopState, job: str, argv: list[str], check: bool) -> dict:
         st.steps.append({"job": job, "status": "failed", "seconds": 0.0, "rc": None})
         raise LoopError(f"step {job}: cannot run {cmd[0]}: {e.strerror or e}") from e
     st.running = proc
+    if st.signal is not None:  # it arrived while the step was being started
+        _forward(st)
     try:
         out, _ = proc.communicate()
     finally:
@@ -256,10 +259,16 @@ def _on_signal(st: LoopState):
     def handler(signum, frame) -> None:
         if st.signal is None:
             st.signal = signum
-            if st.running is not None and st.running.poll() is None:
-                st.running.send_signal(signum)  # once: a second signal would interrupt the step's own cleanup
+            _forward(st)
 
     return handler
+
+
+def _forward(st: LoopState) -> None:
+    """Pass the signal on to the running step, once: a second one would interrupt the step's own cleanup."""
+    if not st.forwarded and st.running is not None and st.running.poll() is None:
+        st.forwarded = True
+        st.running.send_signal(st.signal)
 
 
 # -------------------------------------------------------------------------------------------------- the loop
@@ -420,8 +429,8 @@ def parse_retrain_args(argv: list[str] | None) -> argparse.Namespace:
 def _usage_problem(args: argparse.Namespace) -> str | None:
     if not args.steps:
         return "--steps FILE (or FRAUD_DEMO_RETRAIN_STEPS) is required: the JSON file naming each step's command"
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        return f"--threshold must be a drift share between 0 and 1, got {args.threshold:g}"
+    if args.threshold is not None and not 0.0 < args.threshold <= 1.0:
+        return f"--threshold is a share of drifted columns, above 0 and at most 1, got {args.threshold:g}"
     for flag, value in (("--lock-wait", args.lock_wait), ("--serve-timeout", args.serve_timeout)):
         if not 0.0 <= value <= 86400.0:
             return f"{flag} must be between 0 and 86400 seconds, got {value:g}"

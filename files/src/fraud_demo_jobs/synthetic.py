@@ -34,6 +34,9 @@ from .synthetic_model import FULL_TRAIN_ROWS
 from .synthetic_world import World, build_world
 
 GENERATOR_VERSION = "1"
+# The drifted batch's own version (in the sidecar of a drifted batch only): a change to it regenerates drifted
+# batches and leaves the normal ones, whose bytes are pinned by GENERATOR_VERSION, alone.
+DRIFT_VERSION = "2"
 JOB = "generate"
 SIDECAR = ".fraud-demo-synthetic.json"
 MIN_ROWS = 1000
@@ -132,6 +135,8 @@ def _up_to_date(out: str, rows: int, seed: int, drift: bool) -> dict | None:
         return None
     if meta.get("drift", False) != drift:  # sidecars from before --drift describe a normal batch
         return None
+    if drift and meta.get("drift_version") != DRIFT_VERSION:
+        return None
     for entry in meta.get("files", []):
         path = os.path.join(out, entry["name"])
         if not os.path.isfile(path) or os.path.getsize(path) != entry["bytes"]:
@@ -183,6 +188,8 @@ def generate(
 
     sidecar = os.path.join(out, SIDECAR)
     base = {"generator_version": GENERATOR_VERSION, "rows": rows, "seed": seed, "drift": drift}
+    if drift:
+        base["drift_version"] = DRIFT_VERSION
     temps: list[str] = []
     try:
         _write_json_atomic(sidecar, {**base, "status": "in-progress"})

@@ -40,7 +40,8 @@ Everything else is stationary, so time-based validation (train on earlier months
 than a random split.
 
 Drifted batch (``--drift``, ``DRIFTED_BATCH``): a later period, amounts x1.49, four new real e-mail domains (two
-risky, two safe) and a new fraud pattern (an evening ring replaces the quiet-hours risk); see SYNTHETIC.md.
+risky, two safe), a new fraud pattern (an evening ring replaces the quiet-hours risk) and a new business mix (more
+C products, credit cards, mobile devices, anonymous proxies); see SYNTHETIC.md.
 
 Oracle AUC: the AUC of the true probability against the drawn train labels (``oracle_auc``), plus the same on the
 time-ordered last 20 % of train (``oracle_auc_last20pct``).  No model can beat it in expectation; since the
@@ -229,6 +230,12 @@ NEW_EMAILS = [
 NEW_EMAIL_SHARE = sum(e[1] for e in NEW_EMAILS)  # the old domains' shares shrink by (1 - this)
 # The new fraud pattern: an evening ring. The quiet-hours effect (5..10) is gone; hours 17..22 carry the risk.
 EVENING_HOUR_EFFECT = np.where((np.arange(24) >= 17) & (np.arange(24) <= 22), 0.9, 0.0)
+# The later period's business: more C (foreign) and fewer W transactions, twice the credit cards, mobile devices
+# three times as common, anonymous proxies more often (columns a drift report can see: categorical or few values).
+DRIFT_PRODUCT_SHARE = by_value({"W": 0.50, "C": 0.30, "R": 0.09, "H": 0.08, "S": 0.03}, PRODUCTS)
+DRIFT_CARD6_SHARE = by_value({"debit": 0.498, "credit": 0.5, "debit or credit": 0.001, "charge card": 0.001}, CARD6)
+DRIFT_MOBILE_WEIGHT = 3.0
+DRIFT_PROXY_SHARE = by_value({"IP_PROXY:TRANSPARENT": 0.3, "IP_PROXY:ANONYMOUS": 0.5, "IP_PROXY:HIDDEN": 0.2}, PROXIES)
 
 
 @dataclass(frozen=True)
@@ -241,6 +248,10 @@ class Batch:
     amount_log_shift: float  # added to ln(amount) of every row
     day_offset: int  # days from the normal train start to this batch's train start
     fixed_tfrac: float | None  # None: the position on the normal timeline; else the slow drifts frozen at it
+    product_share: tuple  # (train, test) ProductCD shares
+    card6_share: list
+    device_weight: list  # per DEVICES profile
+    proxy_share: list
 
     @property
     def email_names(self) -> tuple:
@@ -251,7 +262,18 @@ class Batch:
         return np.array([e[2] for e in self.emails] + [EMAIL_EFFECT[-1]])
 
 
-NORMAL_BATCH = Batch(False, tuple(EMAILS), HOUR_EFFECT, 0.0, 0, None)
+NORMAL_BATCH = Batch(
+    False,
+    tuple(EMAILS),
+    HOUR_EFFECT,
+    0.0,
+    0,
+    None,
+    (PRODUCT_SHARE_TRAIN, PRODUCT_SHARE_TEST),
+    CARD6_SHARE,
+    [d[6] for d in DEVICES],
+    PROXY_SHARE,
+)
 # About a month after the normal test period, amounts x e^0.4 = x1.49, the new domains and the evening ring; the
 # normal timeline's slow drifts (H fading, outlook/mail/hotmail rising, +8 % amounts) stay at their end values.
 DRIFTED_BATCH = Batch(
@@ -261,6 +283,10 @@ DRIFTED_BATCH = Batch(
     0.4,
     TRAIN_DAYS + GAP_DAYS + TEST_DAYS + GAP_DAYS,
     1.0,
+    (DRIFT_PRODUCT_SHARE, DRIFT_PRODUCT_SHARE),
+    DRIFT_CARD6_SHARE,
+    [d[6] * (DRIFT_MOBILE_WEIGHT if d[0] == "mobile" else 1.0) for d in DEVICES],
+    DRIFT_PROXY_SHARE,
 )
 if set(EMAIL_NAMES) & {e[0] for e in NEW_EMAILS}:
     raise ImportError("the drifted batch's new e-mail domains must not be among the normal batch's")

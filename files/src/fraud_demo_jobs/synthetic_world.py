@@ -17,10 +17,8 @@ from .synthetic_model import (
     ACTIVE_SHARE,
     CARD4_SHARE,
     CARD6_CREDIT,
-    CARD6_SHARE,
     DAY,
     DEVICE_EFFECT,
-    DEVICES,
     DRIFT_EMAILS,
     EMAIL_DRIFT,
     FEATURE_SCALE,
@@ -39,10 +37,7 @@ from .synthetic_model import (
     PRODUCT_C,
     PRODUCT_EFFECT,
     PRODUCT_H,
-    PRODUCT_SHARE_TEST,
-    PRODUCT_SHARE_TRAIN,
     PRODUCT_W,
-    PROXY_SHARE,
     TEST_DAYS,
     TEST_ID_START,
     TRAIN_DAYS,
@@ -225,7 +220,8 @@ def _time_and_products(w: World, rng: np.random.Generator) -> _Rows:
         tfrac = (dt - TRAIN_DT_START) / float((TRAIN_DAYS + GAP_DAYS + TEST_DAYS) * DAY)
     else:
         tfrac = np.full(len(dt), w.batch.fixed_tfrac)
-    prod = np.r_[_exact_shares(rng, ntr, PRODUCT_SHARE_TRAIN), _exact_shares(rng, nte, PRODUCT_SHARE_TEST)]
+    share_train, share_test = w.batch.product_share
+    prod = np.r_[_exact_shares(rng, ntr, share_train), _exact_shares(rng, nte, share_test)]
     c["prod"] = prod
     c["hour"] = hour
     c["day"] = day
@@ -244,7 +240,7 @@ def _id_starts(ntr: int, nte: int, drift: bool) -> tuple[int, int]:
     return train_start, test_start
 
 
-def _card_catalogue(rng: np.random.Generator) -> dict:
+def _card_catalogue(rng: np.random.Generator, card6_share: list) -> dict:
     """card1 -> card2..card6: the card's BIN-like attributes, fixed per card."""
     ncard = 13553
     cat_card = {"card1": np.sort(rng.choice(np.arange(1000, 18397), size=ncard, replace=False))}
@@ -253,14 +249,14 @@ def _card_catalogue(rng: np.random.Generator) -> dict:
     cat_card["card3"] = np.where(cat_card3 == 0, rng.integers(100, 232, ncard), cat_card3)
     cat_card["card4"] = cat(rng, CARD4_SHARE, ncard)
     cat_card["card5"] = np.where(chance(rng, 0.5, ncard), 226, rng.integers(100, 238, ncard))
-    cat_card["card6"] = cat(rng, CARD6_SHARE, ncard)
+    cat_card["card6"] = cat(rng, card6_share, ncard)
     return cat_card
 
 
 def _clients(r: _Rows) -> _Clients:
     """Clients: a card, an address, an e-mail domain, a device, a card start day; some get compromised."""
     rng, n, day, dt = r.rng, r.n, r.day, r.dt
-    catalogue = _card_catalogue(rng)
+    catalogue = _card_catalogue(rng, r.batch.card6_share)
     ncard = len(catalogue["card1"])
     nclient = max(200, int(n * 0.3))
     weight = rng.pareto(1.5, nclient) + 1.0
@@ -276,7 +272,7 @@ def _clients(r: _Rows) -> _Clients:
     addr_idx = (addr_idx * 97) % naddr
     addr2_c = np.where(chance(rng, 0.99, nclient), 87, rng.integers(10, 103, nclient))
     email_c = cat(rng, [e[1] * 0.84 for e in r.batch.emails] + [0.16], nclient)  # last = missing
-    device_c = cat(rng, [d[6] for d in DEVICES], nclient)
+    device_c = cat(rng, r.batch.device_weight, nclient)
     devinfo_missing_c = chance(rng, 0.18, nclient)
     activity_c = geom(rng, 0.45, nclient, cap=40)
 
@@ -474,7 +470,7 @@ def _identity(w: World, r: _Rows, cl: _Clients) -> tuple[np.ndarray, np.ndarray]
     c["devinfo_ok"] = ~cl.devinfo_missing_c[cl.client]
     proxy = ident & chance(rng, np.where(active, 0.25, 0.03), n)
     c["proxy"] = proxy
-    c["proxy_kind"] = cat(rng, PROXY_SHARE, n)
+    c["proxy_kind"] = cat(rng, r.batch.proxy_share, n)
     c["id15_new"] = chance(rng, np.where(active, 0.6, 0.12), n)
     return ident, proxy
 
