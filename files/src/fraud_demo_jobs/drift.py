@@ -47,6 +47,7 @@ from .cli import EXIT_USAGE, env, fail
 from .curated_read import CuratedVersion, clear_work_dir, fetch_tables, resolve_curated
 from .drift_report import DEFAULT_COLUMN_THRESHOLD, DEFAULT_DRIFT_SHARE, DEFAULT_STATTEST
 from .errors import JobError
+from .job_flags import add_lake_flags, add_model_choice, add_registry_flags, run_fields
 from .telemetry import EventLog, add_reporting_flags, job_dimensions, metric_dimensions, put_metric_data, run_reported
 
 DRIFT_JOB = "drift"
@@ -400,7 +401,7 @@ def drift_metrics(s: DriftSettings, st: DriftRunState) -> str | None:
 
 def drift_summary(s: DriftSettings | None, st: DriftRunState, seconds: float, msg: str | None = None) -> dict:
     r = st.result or {}
-    out = {
+    return {
         "job": DRIFT_JOB,
         "changed": st.status in ("reported", "would_report"),
         "status": st.status or None,
@@ -418,16 +419,8 @@ def drift_summary(s: DriftSettings | None, st: DriftRunState, seconds: float, ms
         "prediction_drift": r.get("prediction_drift"),
         "skipped_columns": r.get("skipped_columns"),
         "report": st.report or None,
-        "bucket": s.bucket if s else None,
-        "job_run_id": st.job_run_id,
-        "log_stream": st.log_stream,
-        "phase_seconds": {k: round(v, 3) for k, v in st.phase_seconds.items()},
-        "seconds": round(seconds, 3),
+        **run_fields(s.bucket if s else None, st.job_run_id, st.log_stream, st.phase_seconds, seconds, msg),
     }
-    if msg is not None:
-        out["failed"] = True
-        out["msg"] = msg
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -440,23 +433,9 @@ def parse_drift_args(argv: list[str] | None) -> argparse.Namespace:
         description=doc.split("\n\n", 1)[0],
         epilog="See python -m pydoc fraud_demo_jobs.drift for the outputs and the rules.",
     )
-    p.add_argument("--bucket", default=env("FRAUD_DEMO_BUCKET"), help="data-lake bucket (env FRAUD_DEMO_BUCKET)")
-    p.add_argument(
-        "--dataset",
-        default=layout.default_dataset(),
-        help=f"dataset name (env {layout.DATASET_ENV}; {layout.DEFAULT_DATASET})",
-    )
-    p.add_argument(
-        "--tracking-uri", default=env(T.TRACKING_URI_ENV), help=f"MLflow tracking server URL (env {T.TRACKING_URI_ENV})"
-    )
-    p.add_argument(
-        "--model-name",
-        default=env("FRAUD_DEMO_MODEL_NAME", T.DEFAULT_MODEL_NAME),
-        help=f"registered model (env FRAUD_DEMO_MODEL_NAME; {T.DEFAULT_MODEL_NAME})",
-    )
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--alias", default=None, help=f"the model version this alias names ({G.CHAMPION})")
-    which.add_argument("--model-version", default=None, help="this version number instead of an alias")
+    add_lake_flags(p)
+    add_registry_flags(p)
+    add_model_choice(p, "compare with")
     p.add_argument(
         "--current",
         default=env("FRAUD_DEMO_DRIFT_CURRENT", CURRENT_LATEST),

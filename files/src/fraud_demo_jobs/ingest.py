@@ -56,6 +56,7 @@ from .checksums import file_sha256
 from .cli import EXIT_USAGE, env, fail
 from .curate import DEFAULT_MAX_BAD_FRACTION, TableResult, combined_fraud_rate, curate_file, row_totals
 from .errors import JobError
+from .job_flags import add_lake_flags
 from .manifest import RawObject, RunRecord, build_manifest, code_version, dataset_version, manifest_complete
 from .telemetry import (
     EventLog,
@@ -344,13 +345,7 @@ def parse_ingest_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="See the module documentation (python -m pydoc fraud_demo_jobs.ingest, and fraud_demo_jobs.curate for "
         "the row and file rules) for the rules and layout.",
     )
-    parser.add_argument("--bucket", default=env("FRAUD_DEMO_BUCKET"), help="data-lake bucket (env FRAUD_DEMO_BUCKET)")
-    parser.add_argument(
-        "--dataset",
-        default=layout.default_dataset(),
-        help=f"dataset name, the {layout.raw_prefix('<dataset>')} prefix (env {layout.DATASET_ENV}; "
-        f"{layout.DEFAULT_DATASET})",
-    )
+    add_lake_flags(parser, f"dataset name, the {layout.raw_prefix('<dataset>')} prefix")
     parser.add_argument(
         "--work-dir",
         default=env("FRAUD_DEMO_WORK_DIR", DEFAULT_WORK_DIR),

@@ -48,6 +48,7 @@ from .checksums import code_version_of, file_sha256
 from .cli import EXIT_USAGE, env, fail
 from .curated_read import CuratedVersion, clear_work_dir, fetch_tables, resolve_curated
 from .errors import JobError
+from .job_flags import add_lake_flags, add_model_choice, add_registry_flags, run_fields
 from .telemetry import (
     EventLog,
     add_reporting_flags,
@@ -254,7 +255,7 @@ def score_metrics(s: ScoreSettings, st: ScoreRunState, seconds: float) -> str | 
 
 
 def score_summary(s: ScoreSettings | None, st: ScoreRunState, seconds: float, msg: str | None = None) -> dict:
-    out = {
+    return {
         "job": SCORE_JOB,
         "changed": st.status in ("scored", "would_score"),
         "status": st.status or None,
@@ -266,16 +267,8 @@ def score_summary(s: ScoreSettings | None, st: ScoreRunState, seconds: float, ms
         "keys": st.keys + ([st.manifest_key] if st.manifest_key else []),
         "manifest": st.manifest_key,
         "lineage": st.lineage,
-        "bucket": s.bucket if s else None,
-        "job_run_id": st.job_run_id,
-        "log_stream": st.log_stream,
-        "phase_seconds": {k: round(v, 3) for k, v in st.phase_seconds.items()},
-        "seconds": round(seconds, 3),
+        **run_fields(s.bucket if s else None, st.job_run_id, st.log_stream, st.phase_seconds, seconds, msg),
     }
-    if msg is not None:
-        out["failed"] = True
-        out["msg"] = msg
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -288,24 +281,10 @@ def parse_score_args(argv: list[str] | None) -> argparse.Namespace:
         description=doc.split("\n\n", 1)[0],
         epilog="See python -m pydoc fraud_demo_jobs.score for the outputs and the rules.",
     )
-    p.add_argument("--bucket", default=env("FRAUD_DEMO_BUCKET"), help="data-lake bucket (env FRAUD_DEMO_BUCKET)")
-    p.add_argument(
-        "--dataset",
-        default=layout.default_dataset(),
-        help=f"dataset name (env {layout.DATASET_ENV}; {layout.DEFAULT_DATASET})",
-    )
+    add_lake_flags(p)
     p.add_argument("--version", default=None, help="curated version to score (default: what `latest` names)")
-    p.add_argument(
-        "--tracking-uri", default=env(T.TRACKING_URI_ENV), help=f"MLflow tracking server URL (env {T.TRACKING_URI_ENV})"
-    )
-    p.add_argument(
-        "--model-name",
-        default=env("FRAUD_DEMO_MODEL_NAME", T.DEFAULT_MODEL_NAME),
-        help=f"registered model (env FRAUD_DEMO_MODEL_NAME; {T.DEFAULT_MODEL_NAME})",
-    )
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--alias", default=None, help=f"score with the version this alias names ({G.CHAMPION})")
-    which.add_argument("--model-version", default=None, help="score with this version number instead of an alias")
+    add_registry_flags(p)
+    add_model_choice(p, "score with")
     p.add_argument("--threads", type=int, default=2, help="LightGBM threads (2)")
     p.add_argument(
         "--chunk-rows",

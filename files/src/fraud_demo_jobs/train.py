@@ -43,7 +43,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import gate as G
-from . import layout
 from . import tracking as T
 from .aws import S3Bucket, make_client
 from .checksums import code_version_of
@@ -52,6 +51,7 @@ from .curated_read import resolve_curated
 from .errors import JobError
 from .features import SplitSpec
 from .gate import GateSettings
+from .job_flags import add_lake_flags, add_registry_flags, run_fields
 from .modeling import TrainParams
 from .telemetry import (
     EventLog,
@@ -244,7 +244,7 @@ def train_metrics(s: TrainSettings, st: TrainRunState, seconds: float) -> str | 
 
 def train_summary(s: TrainSettings | None, st: TrainRunState, seconds: float, msg: str | None = None) -> dict:
     decision = st.decision or {}
-    out = {
+    return {
         "job": TRAIN_JOB,
         "changed": st.action in ("trained", "would_train") or bool((st.registry_backup or {}).get("changed")),
         "action": st.action or None,
@@ -270,15 +270,8 @@ def train_summary(s: TrainSettings | None, st: TrainRunState, seconds: float, ms
         "registry_backup": st.registry_backup,
         "orphans_failed": st.orphans,
         "orphans_completed": st.orphans_completed,
-        "job_run_id": st.job_run_id,
-        "log_stream": st.log_stream,
-        "phase_seconds": {k: round(v, 3) for k, v in st.phase_seconds.items()},
-        "seconds": round(seconds, 3),
+        **run_fields(s.bucket if s else None, st.job_run_id, st.log_stream, st.phase_seconds, seconds, msg),
     }
-    if msg is not None:
-        out["failed"] = True
-        out["msg"] = msg
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -295,22 +288,10 @@ def parse_train_args(argv: list[str] | None) -> argparse.Namespace:
         description=doc.split("\n\n", 1)[0],
         epilog="See python -m pydoc fraud_demo_jobs.train (and .features, .modeling, .gate) for the rules.",
     )
-    p.add_argument("--bucket", default=env("FRAUD_DEMO_BUCKET"), help="data-lake bucket (env FRAUD_DEMO_BUCKET)")
-    p.add_argument(
-        "--dataset",
-        default=layout.default_dataset(),
-        help=f"dataset name (env {layout.DATASET_ENV}; {layout.DEFAULT_DATASET})",
-    )
+    add_lake_flags(p)
     p.add_argument("--version", default=None, help="curated version to train on (default: what `latest` names)")
-    p.add_argument(
-        "--tracking-uri", default=env(T.TRACKING_URI_ENV), help=f"MLflow tracking server URL (env {T.TRACKING_URI_ENV})"
-    )
+    add_registry_flags(p)
     p.add_argument("--experiment", default=T.DEFAULT_EXPERIMENT, help=f"MLflow experiment ({T.DEFAULT_EXPERIMENT})")
-    p.add_argument(
-        "--model-name",
-        default=env("FRAUD_DEMO_MODEL_NAME", T.DEFAULT_MODEL_NAME),
-        help=f"registered model (env FRAUD_DEMO_MODEL_NAME; {T.DEFAULT_MODEL_NAME})",
-    )
     p.add_argument(
         "--registry-db",
         default=env("FRAUD_DEMO_REGISTRY_DB"),
