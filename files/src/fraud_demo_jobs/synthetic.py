@@ -124,11 +124,13 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _up_to_date(out: str, rows: int, seed: int) -> dict | None:
+def _up_to_date(out: str, rows: int, seed: int, drift: bool) -> dict | None:
     meta = _read_sidecar(out)
     if not meta or meta.get("status") != "complete":
         return None
     if (meta.get("rows"), meta.get("seed"), meta.get("generator_version")) != (rows, seed, GENERATOR_VERSION):
+        return None
+    if meta.get("drift", False) != drift:  # sidecars from before --drift describe a normal batch
         return None
     for entry in meta.get("files", []):
         path = os.path.join(out, entry["name"])
@@ -144,8 +146,11 @@ def estimate_bytes(rows: int) -> int:
     return int(rows * 2200) + 1_000_000
 
 
-def generate(out: str, rows: int = FULL_TRAIN_ROWS, seed: int = 42, force: bool = False, workers: int = 2) -> dict:
-    """Generate the five files into ``out``; returns the summary dict (see module docstring)."""
+def generate(
+    out: str, rows: int = FULL_TRAIN_ROWS, seed: int = 42, force: bool = False, workers: int = 2, drift: bool = False
+) -> dict:
+    """Generate the five files into ``out``; returns the summary dict (see module docstring). ``drift``: the later,
+    drifted batch (see SYNTHETIC.md) instead of the normal one."""
     t0 = time.monotonic()
     if not isinstance(rows, int) or rows < MIN_ROWS or rows > MAX_ROWS:
         raise GenerateError(f"--rows must be an integer between {MIN_ROWS} and {MAX_ROWS}, got {rows!r}")
@@ -160,7 +165,7 @@ def generate(out: str, rows: int = FULL_TRAIN_ROWS, seed: int = 42, force: bool 
         raise GenerateError(f"output directory {out} is not writable")
 
     if not force:
-        meta = _up_to_date(out, rows, seed)
+        meta = _up_to_date(out, rows, seed, drift)
         if meta is not None:
             return _summary(out, False, meta, time.monotonic() - t0)
         foreign = [f for f in FILE_NAMES if os.path.exists(os.path.join(out, f))]
@@ -177,11 +182,11 @@ def generate(out: str, rows: int = FULL_TRAIN_ROWS, seed: int = 42, force: bool 
         )
 
     sidecar = os.path.join(out, SIDECAR)
-    base = {"generator_version": GENERATOR_VERSION, "rows": rows, "seed": seed}
+    base = {"generator_version": GENERATOR_VERSION, "rows": rows, "seed": seed, "drift": drift}
     temps: list[str] = []
     try:
         _write_json_atomic(sidecar, {**base, "status": "in-progress"})
-        w = build_world(rows, seed)
+        w = build_world(rows, seed, drift)
         files = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for spec, fn, part, nrows in _plan(w):
@@ -213,6 +218,7 @@ def _summary(out: str, changed: bool, meta: dict, seconds: float) -> dict:
         "out": out,
         "rows": meta["rows"],
         "seed": meta["seed"],
+        "drift": meta.get("drift", False),
         "generator_version": meta["generator_version"],
         "files": meta["files"],
         "fraud_rate": meta["fraud_rate"],
@@ -258,6 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         default=_env_int("FRAUD_DEMO_SYNTHETIC_SEED", 42),
         help="random seed (default 42; env FRAUD_DEMO_SYNTHETIC_SEED)",
     )
+    parser.add_argument(
+        "--drift",
+        action="store_true",
+        default=os.environ.get("FRAUD_DEMO_SYNTHETIC_DRIFT", "") in ("1", "true", "yes"),
+        help="write the later, drifted batch instead: after the normal batch's test period, amounts shifted up, "
+        "new e-mail domains and a new fraud pattern (env FRAUD_DEMO_SYNTHETIC_DRIFT=1)",
+    )
     parser.add_argument("--force", action="store_true", help="regenerate even if up to date; overwrite foreign files")
     args = parser.parse_args(argv)
 
@@ -273,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     except (TypeError, ValueError):
         return fail(f"--rows and --seed must be integers, got {args.rows!r} and {args.seed!r}", 2)
     try:
-        summary = generate(args.out, rows=rows, seed=seed, force=args.force)
+        summary = generate(args.out, rows=rows, seed=seed, force=args.force, drift=args.drift)
     except GenerateError as e:
         return fail(str(e), 1)
     except MemoryError:

@@ -28,7 +28,6 @@ from .synthetic_model import (
     DAY,
     DEVICE_TYPES,
     DEVICES,
-    EMAILS,
     FOUND_LABELS,
     ID15,
     ID15_FOUND,
@@ -50,9 +49,8 @@ from .synthetic_model import (
     F,
     T,
 )
-from .synthetic_world import World, cat, chance, geom, rng_for
+from .synthetic_world import World, cat, chance, geom
 
-EMAIL_LABELS = tuple(e[0] for e in EMAILS)
 _WRITE_OPTIONS = pcsv.WriteOptions(include_header=False, quoting_style="none", batch_size=8192)
 
 
@@ -224,7 +222,7 @@ def transaction_chunk(w: World, part: str, lo: int, hi: int, chunk_no: int) -> b
     c = w.cols
     off = 0 if part == "train" else w.sizes.train
     g = slice(off + lo, off + hi)
-    rng = rng_for(w.seed, 1 if part == "train" else 2, chunk_no)
+    rng = w.rng(1 if part == "train" else 2, chunk_no)
     out = ChunkColumns(S.BY_NAME[f"{part}_transaction"])
     out.bigints(S.KEY, c["tid"][g])
     if out.expects(S.LABEL):
@@ -232,7 +230,7 @@ def transaction_chunk(w: World, part: str, lo: int, hi: int, chunk_no: int) -> b
     out.bigints("TransactionDT", c["dt"][g])
     out.decimals("TransactionAmt", c["amt"][g], None)
     out.labels("ProductCD", c["prod"][g], None, PRODUCTS)
-    _card_address_email(out, c, g)
+    _card_address_email(out, c, g, w.batch.email_names)
     d11_ok = _counts_and_days(out, c, g, rng)
     for k in range(1, 10):
         out.labels(f"M{k}", c[f"M{k}"][g], c[f"M{k}_ok"][g], M4_LABELS if k == 4 else TF_LABELS)
@@ -240,7 +238,7 @@ def transaction_chunk(w: World, part: str, lo: int, hi: int, chunk_no: int) -> b
     return out.csv()
 
 
-def _card_address_email(out: ChunkColumns, c: dict, g: slice) -> None:
+def _card_address_email(out: ChunkColumns, c: dict, g: slice, labels: tuple) -> None:
     out.ints("card1", c["card1"][g], None, 1000, 18396)
     out.ints("card2", c["card2"][g], c["card2_ok"][g], 100, 600)
     ok346 = c["card346_ok"][g]
@@ -254,8 +252,8 @@ def _card_address_email(out: ChunkColumns, c: dict, g: slice) -> None:
     out.ints("dist1", c["dist1"][g], c["dist1_ok"][g], 0, 10286)
     out.ints("dist2", c["dist2"][g], c["dist2_ok"][g], 0, 11623)
     for name, key in (("P_emaildomain", "pmail"), ("R_emaildomain", "rmail")):
-        idx = c[key][g]  # len(EMAILS) = missing
-        out.labels(name, np.minimum(idx, len(EMAILS) - 1), idx < len(EMAILS), EMAIL_LABELS)
+        idx = c[key][g]  # len(labels) = missing
+        out.labels(name, np.minimum(idx, len(labels) - 1), idx < len(labels), labels)
 
 
 def _counts_and_days(out: ChunkColumns, c: dict, g: slice, rng: np.random.Generator) -> np.ndarray:
@@ -316,7 +314,7 @@ def identity_chunk(w: World, part: str, lo: int, hi: int, chunk_no: int) -> byte
     """Rows lo..hi of ``<part>_identity.csv`` (the contract's id_NN names; the header is written as the file's)."""
     c = w.cols
     rows = w.identity_rows[part][lo:hi]
-    rng = rng_for(w.seed, 3 if part == "train" else 4, chunk_no)
+    rng = w.rng(3 if part == "train" else 4, chunk_no)
     out = ChunkColumns(S.BY_NAME[f"{part}_identity"])
     out.bigints(S.KEY, c["tid"][rows])
     _identity_01_11(out, rng, c["active"][rows])

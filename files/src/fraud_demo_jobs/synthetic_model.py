@@ -39,6 +39,9 @@ mail.com, hotmail.com}]`` with ``t`` in 0..1 along the whole train + gap + test 
 Everything else is stationary, so time-based validation (train on earlier months) works and is a little harder
 than a random split.
 
+Drifted batch (``--drift``, ``DRIFTED_BATCH``): a later period, amounts x1.49, four new real e-mail domains (two
+risky, two safe) and a new fraud pattern (an evening ring replaces the quiet-hours risk); see SYNTHETIC.md.
+
 Oracle AUC: the AUC of the true probability against the drawn train labels (``oracle_auc``), plus the same on the
 time-ordered last 20 % of train (``oracle_auc_last20pct``).  No model can beat it in expectation; since the
 compromised state is latent, a good model should come close (within a few points) but stay below it.
@@ -46,6 +49,8 @@ See ``SYNTHETIC.md`` next to this file.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -207,3 +212,59 @@ V_BLOCKS = [
 ]
 V_BINARY = {1, 14, 41, 65, 88, 107, 305}  # always 1 when present, like V1 in the real data
 V_SIGNAL = {45: 1.5, 70: 1.0, 87: 1.2, 91: 1.0, 257: 2.0, 258: 2.5, 294: 2.0}  # extra count when compromised
+
+
+# ---- the batch: the normal one, or the later drifted one (``--drift``) ----------------------------------------------
+
+ID_GAP = TEST_ID_START - TRAIN_ID_START - FULL_TRAIN_ROWS  # TransactionIDs of the 30-day gap between train and test
+# New purchaser/recipient domains of the drifted batch: real IEEE-CIS domains outside the top 30 above (so the normal
+# batch never writes them), two risky and two safe. A model fitted on the normal batch sees all four as one unknown
+# value (no category, frequency 0), so it cannot tell them apart. (domain, share among non-missing, log-odds effect)
+NEW_EMAILS = [
+    ("gmx.de", 0.06, 2.2),
+    ("web.de", 0.04, 1.6),
+    ("yahoo.co.jp", 0.06, -0.6),
+    ("hotmail.co.uk", 0.04, -0.4),
+]
+NEW_EMAIL_SHARE = sum(e[1] for e in NEW_EMAILS)  # the old domains' shares shrink by (1 - this)
+# The new fraud pattern: an evening ring. The quiet-hours effect (5..10) is gone; hours 17..22 carry the risk.
+EVENING_HOUR_EFFECT = np.where((np.arange(24) >= 17) & (np.arange(24) <= 22), 0.9, 0.0)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What differs between the normal batch and the drifted one; everything else is the same planted model."""
+
+    drift: bool
+    emails: tuple  # (domain, share among non-missing, log-odds effect); index len(emails) = missing
+    hour_effect: np.ndarray
+    amount_log_shift: float  # added to ln(amount) of every row
+    day_offset: int  # days from the normal train start to this batch's train start
+    fixed_tfrac: float | None  # None: the position on the normal timeline; else the slow drifts frozen at it
+
+    @property
+    def email_names(self) -> tuple:
+        return tuple(e[0] for e in self.emails)
+
+    @property
+    def email_effect(self) -> np.ndarray:
+        return np.array([e[2] for e in self.emails] + [EMAIL_EFFECT[-1]])
+
+
+NORMAL_BATCH = Batch(False, tuple(EMAILS), HOUR_EFFECT, 0.0, 0, None)
+# About a month after the normal test period, amounts x e^0.4 = x1.49, the new domains and the evening ring; the
+# normal timeline's slow drifts (H fading, outlook/mail/hotmail rising, +8 % amounts) stay at their end values.
+DRIFTED_BATCH = Batch(
+    True,
+    tuple((d, share * (1.0 - NEW_EMAIL_SHARE), eff) for d, share, eff in EMAILS) + tuple(NEW_EMAILS),
+    EVENING_HOUR_EFFECT,
+    0.4,
+    TRAIN_DAYS + GAP_DAYS + TEST_DAYS + GAP_DAYS,
+    1.0,
+)
+if set(EMAIL_NAMES) & {e[0] for e in NEW_EMAILS}:
+    raise ImportError("the drifted batch's new e-mail domains must not be among the normal batch's")
+
+
+def batch(drift: bool) -> Batch:
+    return DRIFTED_BATCH if drift else NORMAL_BATCH

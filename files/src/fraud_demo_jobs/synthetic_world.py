@@ -23,8 +23,6 @@ from .synthetic_model import (
     DEVICES,
     DRIFT_EMAILS,
     EMAIL_DRIFT,
-    EMAIL_EFFECT,
-    EMAILS,
     FEATURE_SCALE,
     FRAUD_RATE,
     FULL_TEST_IDENTITY,
@@ -33,8 +31,8 @@ from .synthetic_model import (
     FULL_TRAIN_ROWS,
     GAP_DAYS,
     H_DRIFT,
-    HOUR_EFFECT,
     HOUR_VOLUME,
+    ID_GAP,
     M4_M2,
     M4_SHARE_C,
     M4_SHARE_OTHER,
@@ -50,9 +48,13 @@ from .synthetic_model import (
     TRAIN_DAYS,
     TRAIN_DT_START,
     TRAIN_ID_START,
+    Batch,
     F,
     T,
+    batch,
 )
+
+DRIFT_STREAM = 1  # the extra key of the drifted batch's streams
 
 
 def rng_for(seed: int, *key: int) -> np.random.Generator:
@@ -126,11 +128,16 @@ class World:
 
     sizes: Sizes
     seed: int
+    batch: Batch
     cols: dict = field(default_factory=dict)
     oracle_auc: float = float("nan")
     oracle_auc_last20pct: float = float("nan")
     fraud_rate: float = float("nan")
     identity_rows: dict = field(default_factory=dict)  # "train"/"test" -> global row indices with identity
+
+    def rng(self, *key: int) -> np.random.Generator:
+        """The random stream for ``key``; the drifted batch draws from its own streams (not the normal batch's)."""
+        return rng_for(self.seed, *key, *((DRIFT_STREAM,) if self.batch.drift else ()))
 
 
 def _times(rng: np.random.Generator, n: int, start: int, days: int) -> np.ndarray:
@@ -150,11 +157,12 @@ def _exact_shares(rng: np.random.Generator, n: int, shares) -> np.ndarray:
     return out
 
 
-def build_world(rows: int, seed: int) -> World:
-    """Draw the world for ``rows`` train rows; one random stream, drawn in a fixed order (output is pinned)."""
+def build_world(rows: int, seed: int, drift: bool = False) -> World:
+    """Draw the world for ``rows`` train rows; one random stream, drawn in a fixed order (output is pinned).
+    ``drift``: the later, drifted batch (``synthetic_model.DRIFTED_BATCH``) instead of the normal one."""
     sz = Sizes.for_rows(rows)
-    w = World(sz, seed)
-    r = _time_and_products(w, rng_for(seed, 0))
+    w = World(sz, seed, batch(drift))
+    r = _time_and_products(w, w.rng(0))
     cl = _clients(r)
     amount = _card_address_amount(w.cols, r, cl)
     c1 = _counts(w.cols, r, cl)
@@ -171,12 +179,13 @@ class _Rows:
     """Row-level values the sections of build_world share (train rows first, then test)."""
 
     rng: np.random.Generator
+    batch: Batch
     n: int
     ntr: int
     dt: np.ndarray
     day: np.ndarray
     hour: np.ndarray
-    tfrac: np.ndarray  # position on the whole train + gap + test timeline, 0..1
+    tfrac: np.ndarray  # position on the normal batch's whole train + gap + test timeline, 0..1
     prod: np.ndarray
     nonw: np.ndarray
     active: np.ndarray | None = None  # compromised client, at/after the compromise (set by _clients)
@@ -204,20 +213,35 @@ class _Clients:
 def _time_and_products(w: World, rng: np.random.Generator) -> _Rows:
     ntr, nte = w.sizes.train, w.sizes.test
     c = w.cols
-    train_last = TRAIN_ID_START + ntr - 1
-    test_start = TEST_ID_START if train_last < TEST_ID_START else train_last + 86010
-    c["tid"] = np.r_[np.arange(TRAIN_ID_START, TRAIN_ID_START + ntr), np.arange(test_start, test_start + nte)]
-    test_dt0 = TRAIN_DT_START + (TRAIN_DAYS + GAP_DAYS) * DAY + 24
-    dt = np.r_[_times(rng, ntr, TRAIN_DT_START, TRAIN_DAYS), _times(rng, nte, test_dt0, TEST_DAYS)]
+    train_start, test_start = _id_starts(ntr, nte, w.batch.drift)
+    c["tid"] = np.r_[np.arange(train_start, train_start + ntr), np.arange(test_start, test_start + nte)]
+    train_dt0 = TRAIN_DT_START + w.batch.day_offset * DAY
+    test_dt0 = train_dt0 + (TRAIN_DAYS + GAP_DAYS) * DAY + 24
+    dt = np.r_[_times(rng, ntr, train_dt0, TRAIN_DAYS), _times(rng, nte, test_dt0, TEST_DAYS)]
     c["dt"] = dt
     day = dt // DAY
     hour = (dt // 3600) % 24
-    tfrac = (dt - TRAIN_DT_START) / float((TRAIN_DAYS + GAP_DAYS + TEST_DAYS) * DAY)
+    if w.batch.fixed_tfrac is None:
+        tfrac = (dt - TRAIN_DT_START) / float((TRAIN_DAYS + GAP_DAYS + TEST_DAYS) * DAY)
+    else:
+        tfrac = np.full(len(dt), w.batch.fixed_tfrac)
     prod = np.r_[_exact_shares(rng, ntr, PRODUCT_SHARE_TRAIN), _exact_shares(rng, nte, PRODUCT_SHARE_TEST)]
     c["prod"] = prod
     c["hour"] = hour
     c["day"] = day
-    return _Rows(rng, ntr + nte, ntr, dt, day, hour, tfrac, prod, prod != PRODUCT_W)
+    return _Rows(rng, w.batch, ntr + nte, ntr, dt, day, hour, tfrac, prod, prod != PRODUCT_W)
+
+
+def _id_starts(ntr: int, nte: int, drift: bool) -> tuple[int, int]:
+    """First TransactionID of train and of test: test after train and the gap's IDs; the drifted batch's train
+    after the normal batch's test (for the same rows) and the next gap's IDs."""
+    train_start = TRAIN_ID_START
+    if drift:
+        normal_test = _id_starts(ntr, nte, False)[1]
+        train_start = normal_test + nte + ID_GAP
+    train_last = train_start + ntr - 1
+    test_start = TEST_ID_START if train_last < TEST_ID_START else train_last + ID_GAP + 1
+    return train_start, test_start
 
 
 def _card_catalogue(rng: np.random.Generator) -> dict:
@@ -251,7 +275,7 @@ def _clients(r: _Rows) -> _Clients:
     addr_idx = np.minimum(rng.zipf(1.3, nclient) - 1, naddr - 1)
     addr_idx = (addr_idx * 97) % naddr
     addr2_c = np.where(chance(rng, 0.99, nclient), 87, rng.integers(10, 103, nclient))
-    email_c = cat(rng, [e[1] * 0.84 for e in EMAILS] + [0.16], nclient)  # last = missing
+    email_c = cat(rng, [e[1] * 0.84 for e in r.batch.emails] + [0.16], nclient)  # last = missing
     device_c = cat(rng, [d[6] for d in DEVICES], nclient)
     devinfo_missing_c = chance(rng, 0.18, nclient)
     activity_c = geom(rng, 0.45, nclient, cap=40)
@@ -316,7 +340,8 @@ def _card_address_amount(c: dict, r: _Rows, cl: _Clients) -> dict:
     c["addr2"] = cl.addr2_c[client]
     c["addr_ok"] = ~chance(rng, np.where(prod == PRODUCT_C, 0.9, np.where(nonw, 0.2, 0.02)), n)
 
-    amt_units = np.exp(rng.normal(4.1 + 0.08 * r.tfrac, 0.95, n) + np.where(active, 0.45, 0.0))
+    shift = 0.08 * r.tfrac + r.batch.amount_log_shift
+    amt_units = np.exp(rng.normal(4.1 + shift, 0.95, n) + np.where(active, 0.45, 0.0))
     foreign = (prod == PRODUCT_C) & chance(rng, 0.8, n)
     cents = np.where(chance(rng, 0.55, n), 0, np.where(chance(rng, 0.5, n), 500, rng.integers(0, 100, n) * 10))
     amt_milli = np.where(
@@ -336,10 +361,11 @@ def _card_address_amount(c: dict, r: _Rows, cl: _Clients) -> dict:
     email_c = cl.email_c
     c["pmail"] = email_c[client]
     r_same = chance(rng, np.where(active, 0.35, 0.85), n)
-    r_other = cat(rng, [e[1] for e in EMAILS], n)
-    rmail = np.where(r_same & (email_c[client] < len(EMAILS)), email_c[client], r_other)
+    emails = r.batch.emails
+    r_other = cat(rng, [e[1] for e in emails], n)
+    rmail = np.where(r_same & (email_c[client] < len(emails)), email_c[client], r_other)
     r_ok = chance(rng, np.where(nonw, 0.85, 0.06), n)
-    c["rmail"] = np.where(r_ok, rmail, len(EMAILS))
+    c["rmail"] = np.where(r_ok, rmail, len(emails))
     return {
         "amt": amt_milli / 1000.0,
         "three_dec": (amt_milli % 10) != 0,
@@ -457,10 +483,10 @@ def _label(w: World, r: _Rows, amount: dict, c1, d1, m4_is_m2, ident, proxy) -> 
     """The planted label: the true probability (b0 solved for a 3.5 % train rate), isFraud, the oracle AUCs."""
     c, prod, tfrac, ntr = w.cols, r.prod, r.tfrac, r.ntr
     s = PRODUCT_EFFECT[prod] + np.where(prod == PRODUCT_H, H_DRIFT * (1.0 - tfrac), 0.0)
-    s = s + 0.6 * (c["card6"] == CARD6_CREDIT) + EMAIL_EFFECT[c["pmail"]]
+    s = s + 0.6 * (c["card6"] == CARD6_CREDIT) + r.batch.email_effect[c["pmail"]]
     s = s + np.where(np.isin(c["pmail"], DRIFT_EMAILS), EMAIL_DRIFT * tfrac, 0.0)
     s = s + 0.8 * amount["mismatch"] + 0.4 * (np.log(amount["amt"]) - 4.3) + 0.5 * amount["three_dec"]
-    s = s + HOUR_EFFECT[r.hour]
+    s = s + r.batch.hour_effect[r.hour]
     s = s + 0.5 * (d1 == 0) + 0.3 * np.log(c1) + 0.4 * m4_is_m2
     s = s + np.where(ident, DEVICE_EFFECT[c["device"]], 0.0) + 1.2 * proxy
     s = FEATURE_SCALE * s + ACTIVE_EFFECT * r.active
