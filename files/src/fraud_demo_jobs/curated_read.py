@@ -87,8 +87,9 @@ def fetch_tables(bucket: S3Bucket, cv: CuratedVersion, names: list[str], dest: s
     return paths
 
 
-def clear_work_dir(work: Path, keep: str) -> None:
-    """Only the current version's downloads are worth keeping across runs."""
+def clear_work_dir(work: Path, keep: str | set[str]) -> None:
+    """Only the current version's (or versions') downloads are worth keeping across runs."""
+    keeps = {keep} if isinstance(keep, str) else keep
     for other in work.iterdir():
-        if other.is_dir() and other.name != keep:
+        if other.is_dir() and other.name not in keeps:
             shutil.rmtree(other, ignore_errors=True)

@@ -68,6 +68,14 @@ class SplitSpec:
         FeatureState's lag_days for training rows)."""
         return self.gap_days + self.holdout_days / 2
 
+    def edges(self, end: int) -> dict[str, int]:
+        """The split's boundaries in TransactionDT for data ending at ``end``: the train window is up to
+        ``train_end`` (its last ``valid_days`` are the validation slice), the holdout after ``holdout_start``."""
+        holdout_start = end - round(self.holdout_days * DAY)
+        train_end = holdout_start - round(self.gap_days * DAY)
+        valid_start = train_end - round(self.valid_days * DAY)
+        return {"valid_start": valid_start, "train_end": train_end, "holdout_start": holdout_start, "end": end}
+
     def validate(self) -> str | None:
         for name, low in (("holdout_days", 1.0), ("gap_days", 0.0), ("valid_days", 1.0)):
             value = getattr(self, name)
@@ -126,11 +134,8 @@ def time_split(frame: pd.DataFrame, spec: SplitSpec) -> TimeSplit:
     dt = frame[DT].to_numpy(dtype=np.int64)
     if len(dt) == 0:
         raise JobError("the dataset has no transactions to split")
-    end = int(dt.max())
-    holdout_start = end - round(spec.holdout_days * DAY)
-    train_end = holdout_start - round(spec.gap_days * DAY)
-    valid_start = train_end - round(spec.valid_days * DAY)
-    edges = {"valid_start": valid_start, "train_end": train_end, "holdout_start": holdout_start, "end": end}
+    edges = spec.edges(int(dt.max()))
+    valid_start, train_end, holdout_start = edges["valid_start"], edges["train_end"], edges["holdout_start"]
     # The frame is in time order (model_frame), so each part is a contiguous row range: positional slices, which
     # pandas can share with the frame instead of copying ~2 GB at full scale.
     if np.any(np.diff(dt) < 0):

@@ -9,7 +9,7 @@
     registry/                                     backups of the registry database
     predictions/<model-version>/<dataset-version>/ batch scores: predictions.parquet, submission.csv, manifest.json
     inference/<date>/                             a sample of what the scoring service saw
-    reports/drift/<run>/                          drift reports
+    reports/drift/<run>/                          drift reports: report.html, report.json, summary.json (last)
 
 Everything here is pure string work (no AWS calls), so the controller's scripts and tests import it too.
 """
@@ -24,6 +24,9 @@ MANIFEST_NAME = "manifest.json"
 LATEST_NAME = "latest"
 PREDICTIONS_FILE = "predictions.parquet"  # TransactionID, fraud_probability
 SUBMISSION_FILE = "submission.csv"  # Kaggle's TransactionID,isFraud
+DRIFT_HTML = "report.html"  # Evidently's self-contained report
+DRIFT_JSON = "report.json"  # Evidently's result as a dict
+DRIFT_SUMMARY = "summary.json"  # written last: a drift report is complete when it exists
 # Prefixes of the areas; each ends with "/" and none is spelled anywhere else.
 RAW = "raw/"
 CURATED = "curated/"
@@ -127,7 +130,12 @@ def inference_key(date: str, name: str) -> str:
 
 
 def drift_report_prefix(run: str) -> str:
+    """reports/drift/<run>/: one drift report (DRIFT_HTML, DRIFT_JSON, then DRIFT_SUMMARY, written last)."""
     return f"{DRIFT_REPORTS}{run}/"
+
+
+def drift_report_key(run: str, name: str) -> str:
+    return drift_report_prefix(run) + name
 
 
 def registry_key(name: str) -> str:

@@ -166,6 +166,9 @@ class Tracking:
         except Exception as e:
             raise server_error(e, self.uri, what) from e
 
+    def run_params(self, run_id: str) -> dict[str, str]:
+        return dict(self.call(f"GetRun {run_id}", self.client.get_run, run_id).data.params)
+
     def run_tags(self, run_id: str) -> dict[str, str]:
         return dict(self.call(f"GetRun {run_id}", self.client.get_run, run_id).data.tags)
 
