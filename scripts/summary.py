@@ -418,16 +418,18 @@ def newest_value(cloudwatch, alarm, days=ALARM_LOOKBACK_DAYS):
     """The newest datapoint of the alarm's metric in its own statistic, or None (no data, or a math alarm)."""
     if not alarm.get("MetricName"):
         return None
-    end = datetime.now(timezone.utc)
+    period = alarm.get("Period") or 60
+    # A datapoint sent just now belongs to the period that is still open: end the query after it.
+    end = datetime.now(timezone.utc).timestamp() + period
     stat = {"ExtendedStatistics": [alarm["ExtendedStatistic"]]} if alarm.get("ExtendedStatistic") else {}
     stat = stat or {"Statistics": [alarm.get("Statistic") or "Maximum"]}
     points = cloudwatch.get_metric_statistics(
         Namespace=alarm["Namespace"],
         MetricName=alarm["MetricName"],
         Dimensions=alarm.get("Dimensions", []),
-        StartTime=end.timestamp() - days * 86400,
+        StartTime=end - days * 86400,
         EndTime=end,
-        Period=alarm.get("Period") or 60,
+        Period=period,
         **stat,
     )["Datapoints"]
     if not points:
