@@ -60,9 +60,36 @@ def split_spec(params: dict[str, str]) -> F.SplitSpec:
     return F.SplitSpec(**fields)
 
 
-def drift_columns(model: LoadedModel) -> list[str]:
-    """The model's raw input columns compared (its feature state's, minus the key and the absolute time)."""
-    return [c for c in model.state.input_columns if c not in (C.KEY, F.DT)]
+def drift_columns(model: LoadedModel, limit: int) -> list[str]:
+    """The raw columns compared: the model's input columns (its feature state's, minus the key and the absolute
+    time), the ``limit`` it relies on most (0: all of them), in that order. A column's weight is the total gain
+    of the model's features built from it: the raw column itself, its frequency encoding and its key aggregates
+    (``uid_mean_C1`` -> C1); ties by name."""
+    inputs = [c for c in model.state.input_columns if c not in (C.KEY, F.DT)]
+    if limit <= 0 or limit >= len(inputs):
+        return inputs
+    booster = model.booster
+    gains = booster.feature_importance(importance_type="gain", iteration=booster.best_iteration or None)
+    weight = dict.fromkeys(inputs, 0.0)
+    for name, gain in zip(booster.feature_name(), gains, strict=True):
+        source = _source_column(name, weight)
+        if source is not None:
+            weight[source] += float(gain)
+    return sorted(inputs, key=lambda c: (-weight[c], c))[:limit]
+
+
+def _source_column(feature: str, columns: dict) -> str | None:
+    """The raw column a feature is built from, when it is one column (see features.FeatureState)."""
+    if feature in columns:
+        return feature
+    if feature.startswith("freq_") and feature[5:] in columns:
+        return feature[5:]
+    for key in F.AGG_KEYS:  # <key>_<stat>_<value>: mean, last3, dev, vs_first
+        for stat in ("mean", f"last{F.LAST_ROWS}", "dev", "vs_first"):
+            prefix = f"{key}_{stat}_"
+            if feature.startswith(prefix) and feature[len(prefix) :] in columns:
+                return feature[len(prefix) :]
+    return None
 
 
 def column_kinds(columns: list[str]) -> tuple[list[str], list[str]]:
@@ -90,7 +117,7 @@ def read_rows(path: str, columns: list[str], positions: np.ndarray) -> pd.DataFr
         if hi > lo:
             parts.append(batch.take(pa.array(positions[lo:hi] - start)))
         start += batch.num_rows
-    table = pa.Table.from_batches(parts, schema=pf.schema_arrow.select(cols)) if parts else None
+    table = pa.Table.from_batches(parts) if parts else None
     if table is None:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
     return table.to_pandas()
@@ -100,6 +127,7 @@ def curated_sample(
     model: LoadedModel,
     paths: dict[str, str],
     tables: tuple[str, str],
+    columns: list[str],
     rows: int,
     seed: int,
     dt_max: int | None,
@@ -119,7 +147,7 @@ def curated_sample(
     identity = identity[identity[C.KEY].isin(frame[C.KEY])]
     frame = F.model_frame(frame, identity)
     span = (int(dt[eligible].min()), int(dt[eligible].max()))
-    return Sample(scored(model, frame, threads), len(eligible), span)
+    return Sample(scored(model, frame, columns, threads), len(eligible), span)
 
 
 def reference_window(dt_path: str, spec: F.SplitSpec) -> tuple[int, int]:
@@ -130,9 +158,9 @@ def reference_window(dt_path: str, spec: F.SplitSpec) -> tuple[int, int]:
     return int(dt.min()), spec.edges(int(dt.max()))["train_end"]
 
 
-def scored(model: LoadedModel, frame: pd.DataFrame, threads: int) -> pd.DataFrame:
-    """The compared columns of ``frame`` and the model's scores of its rows."""
-    out = frame[drift_columns(model)].copy()
+def scored(model: LoadedModel, frame: pd.DataFrame, columns: list[str], threads: int) -> pd.DataFrame:
+    """The compared ``columns`` of ``frame`` and the model's scores of its rows."""
+    out = frame[columns].copy()
     out[PREDICTION] = model.predict_frame(frame, threads)
     return out
 
@@ -151,7 +179,7 @@ def inference_keys(bucket: S3Bucket, today: date, days: int) -> list[str]:
 
 
 def inference_sample(
-    model: LoadedModel, bucket: S3Bucket, keys: list[str], rows: int, seed: int, threads: int
+    model: LoadedModel, bucket: S3Bucket, keys: list[str], columns: list[str], rows: int, seed: int, threads: int
 ) -> Sample:
     """A scored sample of the inference rows in ``keys`` (the service's input rows, re-scored by ``model``)."""
     parts = []
@@ -167,7 +195,7 @@ def inference_sample(
     span = None
     if F.DT in frame and frame[F.DT].notna().any():
         span = (int(frame[F.DT].min()), int(frame[F.DT].max()))
-    return Sample(scored(model, frame, threads), available, span)
+    return Sample(scored(model, frame, columns, threads), available, span)
 
 
 def _contract_typed(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

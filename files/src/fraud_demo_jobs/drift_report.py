@@ -129,6 +129,15 @@ class Schema:
     numerical: list[str]
     categorical: list[str]
 
+    def comparable(self, reference: pd.DataFrame, current: pd.DataFrame) -> tuple[Schema, list[str]]:
+        """The schema without the columns that have no value in either sample (Evidently refuses an empty
+        column: it compares the values present, never the share missing), and those columns' names."""
+        empty = [
+            c for c in [*self.numerical, *self.categorical] if reference[c].isna().all() or current[c].isna().all()
+        ]
+        keep = Schema([c for c in self.numerical if c not in empty], [c for c in self.categorical if c not in empty])
+        return keep, empty
+
 
 def run_report(
     reference: pd.DataFrame,
