@@ -2,9 +2,9 @@
 mode; settings and a stopped tracking server refused with their message; a promotion under load and a restart of the
 scoring service under load without a failed request; batch scoring idempotent; bad requests over the real service;
 then the node replaced (teardown, data kept) and the registry, the service and the predictions back; then the closed
-loop: a drifted batch lands, the loop started by systemd is refused a second run (the lock) and stopped with SIGTERM
-while it trains (nothing half-promoted), retrain.yml completes it (drift, train, the gate's decision, the new
-champion served), and a second retrain.yml with nothing new does nothing."""
+loop: a drifted batch lands, the loop started by systemd is stopped with SIGTERM while it trains (nothing
+half-promoted), retrain.yml completes it (drift, train, the gate's decision, the new champion served) while a second
+loop started by systemd meanwhile is refused by the lock, and a second retrain.yml with nothing new does nothing."""
 
 import http.client
 import json
@@ -355,24 +355,33 @@ def test_site_trains_deploys_once_reruns_clean_promotes_under_load_and_restores(
     before = snapshot(client, MODEL)
 
     # The timer's service starts the loop (as systemd would at 04:00): it ingests the batch, reports the drift and
-    # trains. A second loop meanwhile is refused by the lock with a message naming the running one; then SIGTERM
-    # (systemctl stop: to the loop, which forwards it to the training step) leaves no half-promoted state.
+    # trains; SIGTERM while it trains (systemctl stop: to the loop, which forwards it to the training step) leaves no
+    # half-promoted state: no new version, no alias moved, no run left RUNNING.
     on_node(f"systemctl start --no-block {RETRAIN}.service")
     wait_for(lambda: runs_by_status(client, "RUNNING") != [], 600, "the loop's training run")
-    busy = playbook("retrain.yml", *DEPLOY)
-    assert busy.rc != 0 and busy.changed == 0, busy
-    assert "another retrain" in one_line(busy.output) and "is running" in one_line(busy.output), busy
     on_node(f"systemctl stop {RETRAIN}.service")
-    assert on_node(f"systemctl show -p Result --value {RETRAIN}.service") != "success"
-    assert snapshot(client, MODEL) == before  # no new version, no alias moved
+    assert on_node(f"systemctl show -p ExecMainStatus --value {RETRAIN}.service") == "143"
+    assert snapshot(client, MODEL) == before
     assert runs_by_status(client, "RUNNING") == []
     stopped = time.monotonic()
 
     # retrain.yml completes it: the new curated version (and its drift) reported, a new version trained and gated,
-    # the decision with its reason, the service serving the champion, its batch predictions written. The service
-    # here looks at the registry only on SIGHUP (DEPLOY), which retrain.yml's swap sends, so the loop is told not to
-    # wait long for it.
-    loop = playbook("retrain.yml", "-e", "retrain_loop_serve_timeout=5", *DEPLOY)
+    # the decision with its reason, the service serving the champion, its batch predictions written. While it
+    # trains, the timer's service starts a second loop: refused by the lock at once (exit 75), naming the running
+    # one. The service here looks at the registry only on SIGHUP (DEPLOY), which retrain.yml's swap sends, so the
+    # loop is told not to wait long for it.
+    done = {}
+    args = ("retrain.yml", "-e", "retrain_loop_serve_timeout=5", *DEPLOY)
+    thread = threading.Thread(target=lambda: done.setdefault("loop", playbook(*args)))
+    thread.start()
+    wait_for(lambda: runs_by_status(client, "RUNNING") != [], 600, "retrain.yml's training run")
+    on_node(f"systemctl start {RETRAIN}.service")
+    busy_status = on_node(f"systemctl show -p ExecMainStatus --value {RETRAIN}.service")
+    busy_log = one_line(on_node(f"journalctl -u {RETRAIN}.service -n 5 --no-pager"))
+    thread.join()
+    loop = done["loop"]
+    assert busy_status == "75", busy_status
+    assert "another retrain" in busy_log and "is running" in busy_log, busy_log
     assert loop.rc == 0 and loop.changed >= 1, loop
     text = one_line(loop.output)
     assert "retrain loop: trained, and the gate promoted the new version to champion" in text, loop
@@ -398,7 +407,7 @@ def test_site_trains_deploys_once_reruns_clean_promotes_under_load_and_restores(
 
     with capsys.disabled():
         print(
-            f"the loop: drifted batch landed {landed.seconds:.1f}s; systemd's loop until training + lock + SIGTERM"
+            f"the loop: drifted batch landed {landed.seconds:.1f}s; systemd's loop until training + SIGTERM"
             f" {stopped - loop_start - landed.seconds:.1f}s; retrain.yml drift → train → gate → served → scored"
             f" {loop.seconds:.1f}s ({completed - stopped:.1f}s); nothing to do {idle.seconds:.1f}s;"
             f" drift share {first_drift['drift_share']:.3f} → {drifted[0]['drift_share']:.3f}"
