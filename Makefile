@@ -43,8 +43,12 @@ sandbox-down:  ## stop the sandbox (emulated resources and the node are gone)
 	@scripts/sandbox-node.sh down
 	@scripts/sandbox.sh down
 
-demo: sandbox-up  ## run the whole pipeline on the sandbox and print what exists
+# The loop you can watch: the pipeline with its first champion and drift report, then a later, drifted batch lands
+# in raw/ and the retrain loop ingests it, reports the drift, trains and gates (promotes or refuses, with the reason).
+demo: sandbox-up  ## run the whole pipeline on the sandbox, then a drifted batch and the retrain loop; print what exists
 	@$(SANDBOX_ENV) $(BIN)/ansible-playbook -i $(INVENTORY_SANDBOX) site.yml
+	@$(SANDBOX_ENV) $(BIN)/ansible-playbook -i $(INVENTORY_SANDBOX) playbooks/dataset.yml -e fraud_demo_synthetic_drift=true
+	@$(SANDBOX_ENV) $(BIN)/ansible-playbook -i $(INVENTORY_SANDBOX) playbooks/retrain.yml
 	@$(SANDBOX_ENV) $(BIN)/python scripts/summary.py
 
 lint: setup  ## yamllint, ansible-lint (production profile), ruff

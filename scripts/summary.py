@@ -74,6 +74,18 @@ LINEAGE_FIELDS = (
     ("service code", "service_code_version"),
     ("loaded at", "loaded_at"),
 )
+# Stage 7: the drift reports' top features shown, and the alarms (role monitoring_alarms names them
+# fraud-demo-<fraud_demo_name>-<what>). The emulator stores alarms but never evaluates them, so their state says
+# nothing there: the metric's newest value is shown against the threshold instead.
+DRIFT_TOP_SHOWN = 5
+ALARM_PREFIX = "fraud-demo-{project}-"
+ALARM_LOOKBACK_DAYS = 14
+COMPARISONS = {
+    "GreaterThanOrEqualToThreshold": (">=", lambda v, t: v >= t),
+    "GreaterThanThreshold": (">", lambda v, t: v > t),
+    "LessThanThreshold": ("<", lambda v, t: v < t),
+    "LessThanOrEqualToThreshold": ("<=", lambda v, t: v <= t),
+}
 # A summary, not a progress display: MLflow would draw a bar for every download.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -346,6 +358,158 @@ def predictions_lines(s3, buckets, model_version):
     ]
 
 
+def drift_reports(s3, buckets):
+    """Every complete drift report (its summary.json exists, written last): (bucket, run, summary, written at),
+    oldest first."""
+    found = []
+    for bucket in buckets:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=layout.DRIFT_REPORTS)
+        for obj in (o for page in pages for o in page.get("Contents", [])):
+            run, _, name = obj["Key"][len(layout.DRIFT_REPORTS) :].partition("/")
+            if name == layout.DRIFT_SUMMARY:
+                found.append((bucket, run, get_json(s3, bucket, obj["Key"]) or {}, obj["LastModified"]))
+    return sorted(found, key=lambda r: r[3])
+
+
+def drift_line(label, report):
+    """One report: when, which model and data, the drift share against its threshold, the top drifted columns."""
+    _, run, s, written = report
+    current = s.get("current") or {}
+    share, threshold = s.get("drift_share"), s.get("threshold")
+    verdict = "DRIFT DETECTED" if s.get("drift_detected") else "no drift"
+    top = ", ".join(
+        f"{c['column']} {c['score']:.3f}{'*' if c.get('drifted') else ''}"
+        for c in (s.get("top_drifted") or [])[:DRIFT_TOP_SHOWN]
+    )
+    share_text = "?" if share is None else f"{share:.3f}"
+    return [
+        f"  {label:<7}{written:%Y-%m-%d %H:%M} UTC  model v{s.get('model_version', '?')}"
+        f" vs {current.get('source', '?')} {current.get('dataset_version') or ''}: drift share {share_text}"
+        f" ({s.get('drifted_columns', '?')}/{s.get('columns', '?')} columns, threshold {threshold}) {verdict}",
+        f"         top drifted: {top or '-'}   (run {run})",
+    ]
+
+
+def drift_lines(reports):
+    """The drift share of the first report and of the newest (after the drifted batch, in make demo)."""
+    if not reports:
+        return [f"  (no drift report yet under {layout.DRIFT_REPORTS}; run playbooks/monitor.yml)"]
+    if len(reports) == 1:
+        return drift_line("only", reports[0])
+    return [*drift_line("first", reports[0]), *drift_line("latest", reports[-1]), f"  ({len(reports)} reports in all)"]
+
+
+def drift_html_lines(s3, reports, dest):
+    """The newest report's HTML, downloaded to dest/<run>/report.html, so a browser on this machine opens it."""
+    if not reports:
+        return ["  (no drift report to download yet)"]
+    bucket, run, _, _ = reports[-1]
+    key = layout.drift_report_prefix(run) + layout.DRIFT_HTML
+    local = dest / run / layout.DRIFT_HTML
+    local.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        s3.download_file(bucket, key, str(local))
+    except ClientError as e:
+        return [f"  (cannot download s3://{bucket}/{key}: {e})"]
+    return [f"  {local.resolve()}   (from s3://{bucket}/{key}; open it in a browser)"]
+
+
+def newest_value(cloudwatch, alarm, days=ALARM_LOOKBACK_DAYS):
+    """The newest datapoint of the alarm's metric in its own statistic, or None (no data, or a math alarm)."""
+    if not alarm.get("MetricName"):
+        return None
+    period = alarm.get("Period") or 60
+    # A datapoint sent just now belongs to the period that is still open: end the query after it.
+    end = datetime.now(timezone.utc).timestamp() + period
+    stat = {"ExtendedStatistics": [alarm["ExtendedStatistic"]]} if alarm.get("ExtendedStatistic") else {}
+    stat = stat or {"Statistics": [alarm.get("Statistic") or "Maximum"]}
+    points = cloudwatch.get_metric_statistics(
+        Namespace=alarm["Namespace"],
+        MetricName=alarm["MetricName"],
+        Dimensions=alarm.get("Dimensions", []),
+        StartTime=end - days * 86400,
+        EndTime=end,
+        Period=period,
+        **stat,
+    )["Datapoints"]
+    if not points:
+        return None
+    newest = max(points, key=lambda p: p["Timestamp"])
+    values = newest.get("ExtendedStatistics") or {k: v for k, v in newest.items() if k not in ("Timestamp", "Unit")}
+    return next(iter(values.values()), None)
+
+
+def alarm_lines(cloudwatch, project, emulated):
+    """Each alarm: its state, and its metric's newest value against the threshold (what AWS would evaluate)."""
+    prefix = ALARM_PREFIX.format(project=project)
+    alarms = cloudwatch.describe_alarms(AlarmNamePrefix=prefix).get("MetricAlarms", [])
+    if not alarms:
+        return [f"  (no alarms named {prefix}*; run playbooks/monitor.yml)"]
+    out = []
+    if emulated:
+        out.append("  (the emulator stores alarms but never evaluates them: the state is as created; the metric's")
+        out.append("   newest value against the threshold is what CloudWatch on AWS would judge)")
+    for alarm in sorted(alarms, key=lambda a: a["AlarmName"]):
+        symbol, breaches = COMPARISONS.get(alarm.get("ComparisonOperator"), ("?", lambda v, t: False))
+        threshold = alarm.get("Threshold")
+        what = alarm.get("MetricName") or "metric math"
+        value = newest_value(cloudwatch, alarm)
+        if value is None:
+            seen = "no datapoint" if alarm.get("MetricName") else "not computed here"
+        else:
+            seen = f"newest {value:.4g} -> {'over' if breaches(value, threshold) else 'within'} the threshold"
+        out.append(f"  {alarm['AlarmName']:<40}{alarm['StateValue']:<18}{what} {symbol} {threshold}: {seen}")
+    return out
+
+
+def champion_history_lines(tracking_uri, name=MODEL_NAME):
+    """Every version, oldest first: its aliases now, its dataset version and the gate's decision with the reason."""
+    if not tracking_uri or tracking_server_problem(tracking_uri):
+        return ["  (tracking server not reachable; see 'Model' above)"]
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+        if not versions:
+            return [f"  (no model {name} registered yet)"]
+        aliases = {}
+        for alias, version in client.get_registered_model(name).aliases.items():
+            aliases.setdefault(str(version), []).append(alias)
+        out = []
+        for v in versions:
+            tags = client.get_run(v.run_id).data.tags if v.run_id else {}
+            when = datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
+            held = ",".join(sorted(aliases.get(str(v.version), []))) or "-"
+            reason = f": {tags[REASON_TAG]}" if tags.get(REASON_TAG) else ""
+            out.append(
+                f"  v{v.version:<4}{when} UTC  [{held}]  dataset {tags.get(DATASET_VERSION_TAG, '?')}"
+                f"  {tags.get(DECISION_TAG) or 'no decision'}{reason}"
+            )
+        return out
+    except MlflowException as e:
+        return [f"  (cannot read the registry at {tracking_uri}: {shorten(str(e).splitlines()[0], 160)})"]
+
+
+def monitor_lines(session, s3, buckets, args, emulated, reports_root):
+    """The summary's last sections, each degrading to a note when its part is not there."""
+    out = ["Drift (fraud-demo-drift: share of drifted columns against the champion's training window):"]
+    try:
+        reports = drift_reports(s3, buckets)
+        out.extend(drift_lines(reports))
+    except (BotoCoreError, ClientError) as e:
+        reports = []
+        out.append(f"  (cannot list the drift reports: {e})")
+    out.append("Alarms (CloudWatch):")
+    try:
+        out.extend(alarm_lines(session.client("cloudwatch"), args.project, emulated))
+    except (BotoCoreError, ClientError) as e:
+        out.append(f"  (cannot read the alarms: {e})")
+    out.append(f"Champion history ({args.model_name}: versions, aliases, the gate's decision and reason):")
+    out.extend(champion_history_lines(args.tracking_uri, args.model_name))
+    out.append("Drift report (the newest, to open):")
+    out.extend(drift_html_lines(s3, reports, reports_root))
+    return out
+
+
 def shorten(text, width):
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -364,11 +528,15 @@ def main(argv=None):
     parser.add_argument(
         "--plots-dir", type=Path, help="where the champion's plots are copied (.sandbox/plots, or plots)"
     )
+    parser.add_argument(
+        "--reports-dir", type=Path, help="where the newest drift report's HTML is copied (.sandbox/reports, or reports)"
+    )
     args = parser.parse_args(argv)
     session = boto3.session.Session()
     region = session.region_name
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
     plots_root = args.plots_dir or Path(".sandbox/plots" if endpoint else "plots")
+    reports_root = args.reports_dir or Path(".sandbox/reports" if endpoint else "reports")
     out = []
     try:
         account = session.client("sts").get_caller_identity()["Account"]
@@ -471,6 +639,9 @@ def main(argv=None):
         hint = "after . .sandbox/env" if endpoint else "with the tunnel's URL and the token from Vault"
         out.append(f"Try it ({hint}):")
         out.extend(sample_lines(args.scoring_url, os.environ.get(SCORING_TOKEN_ENV, "")))
+    # Then stage 7: the drift (first report, and the newest: after the drifted batch), the alarms, the champion
+    # history, and the newest drift report to open.
+    out.extend(monitor_lines(session, s3, ours, args, bool(endpoint), reports_root))
     print("\n".join(out))
     return 0
 

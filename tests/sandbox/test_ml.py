@@ -1,10 +1,14 @@
-"""End-to-end test of the train and deploy stages on the sandbox: site.yml twice and in check mode; settings and a
-stopped tracking server refused with their message; a promotion under load and a restart of the scoring service
-under load without a failed request; batch scoring idempotent; bad requests over the real service; then the node
-replaced (teardown, data kept) and the registry, the service and the predictions back."""
+"""End-to-end test of the train, deploy and monitor stages on the sandbox: site.yml (seven stages) twice and in check
+mode; settings and a stopped tracking server refused with their message; a promotion under load and a restart of the
+scoring service under load without a failed request; batch scoring idempotent; bad requests over the real service;
+then the node replaced (teardown, data kept) and the registry, the service and the predictions back; then the closed
+loop: a drifted batch lands, the loop started by systemd is stopped with SIGTERM while it trains (nothing
+half-promoted), retrain.yml completes it (drift, train, the gate's decision, the new champion served) while a second
+loop started by systemd meanwhile is refused by the lock, and a second retrain.yml with nothing new does nothing."""
 
 import http.client
 import json
+import re
 import subprocess
 import threading
 import time
@@ -27,6 +31,11 @@ ROWS = ["-e", "fraud_demo_synthetic_rows=20000", *DEPLOY]
 MODEL = "fraud-detector"
 SERVICE = "fraud-demo-mlflow"
 SCORING = "fraud-demo-scoring"
+RETRAIN = "fraud-demo-retrain"
+# The roles of the ML stages (train, deploy, monitor's node side), whose share of the site.yml re-run is measured.
+ML_ROLES = ("mlflow_server", "train", "scoring_service", "batch_score", "drift_report", "retrain_loop")
+PROFILE = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_roles"}
+ROLE_TIME = re.compile(r"^(\w+) -{3,} (\d+\.\d+)s$", re.M)
 # One transaction with the contract's required fields (the first row of the real test_transaction.csv).
 TRANSACTION = {
     "TransactionID": 3663549,
@@ -107,6 +116,32 @@ def versions_in_order(outcomes):
     return out
 
 
+def role_seconds(output):
+    """{role: seconds} from the profile_roles callback's table (a role met in several plays is summed by it)."""
+    return {name: float(seconds) for name, seconds in ROLE_TIME.findall(output) if name != "total"}
+
+
+def drift_summaries(s3, bucket):
+    """{run: summary.json} of every complete drift report under reports/drift/."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=layout.DRIFT_REPORTS)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return {
+        key[len(layout.DRIFT_REPORTS) :].split("/")[0]: json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        for key in keys
+        if key.endswith("/" + layout.DRIFT_SUMMARY)
+    }
+
+
+def wait_for(predicate, timeout, what):
+    """Poll predicate() every second until it is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    pytest.fail(f"{what} did not happen within {timeout} s")
+
+
 def prediction_objects(s3, bucket, model_version):
     """{key@VersionId: ETag} of every object version under predictions/<model version>/."""
     pages = s3.get_paginator("list_object_versions").paginate(
@@ -161,10 +196,20 @@ def test_site_trains_deploys_once_reruns_clean_promotes_under_load_and_restores(
     assert "served: version 1" in text, first
     assert f"{MODEL} version 1 on ieee-fraud-detection version" in text and "scored and written" in text, first
     assert len(prediction_objects(s3, names.bucket, "1")) == 3
+    # Stage 7: one drift report of the champion against the curated test tables, the loop's units installed.
+    reports = drift_summaries(s3, names.bucket)
+    assert len(reports) == 1, reports
+    first_drift = next(iter(reports.values()))
+    assert first_drift["model_version"] == "1" and 0 <= first_drift["drift_share"] <= 1, first_drift
+    assert f"drift share: {first_drift['drift_share']:.3f}" in text, first
+    assert on_node(f"systemctl is-enabled {RETRAIN}.timer") == "enabled"
 
-    again = playbook("site.yml", *ROWS)
+    again = playbook("site.yml", *ROWS, env=PROFILE)
     assert again.rc == 0, again
     assert again.changed == 0, again
+    assert "unchanged, the report of this model version, current data and settings exists" in one_line(again.output)
+    roles = role_seconds(again.output)
+    ml_share = sum(roles.get(r, 0.0) for r in ML_ROLES) / again.seconds
     assert "unchanged, a version trained on the same dataset version" in one_line(again.output), again
     assert "unchanged, the predictions of this model version and dataset version exist" in one_line(again.output)
 
@@ -176,8 +221,10 @@ def test_site_trains_deploys_once_reruns_clean_promotes_under_load_and_restores(
 
     with capsys.disabled():
         print(
-            f"\nsite.yml with train and deploy: first run {first.seconds:.1f}s, re-run {again.seconds:.1f}s,"
-            f" --check {check.seconds:.1f}s"
+            f"\nsite.yml with all seven stages: first run {first.seconds:.1f}s, re-run {again.seconds:.1f}s"
+            f" (ML stages' roles {ml_share:.0%}: "
+            + ", ".join(f"{r} {roles.get(r, 0.0):.1f}s" for r in ML_ROLES)
+            + f"), --check {check.seconds:.1f}s"
         )
     added = time.monotonic()
 
@@ -286,3 +333,82 @@ def test_site_trains_deploys_once_reruns_clean_promotes_under_load_and_restores(
 
     with capsys.disabled():
         print(f"site.yml on a fresh node, registry restored: {restored.seconds:.1f}s")
+
+    # The drift report refused clearly where the data is not there: a curated version that does not exist, an alias
+    # no version carries; each the job's own message, nothing changed.
+    bad = playbook("monitor.yml", "-e", "drift_report_current=0123456789abcdef", *DEPLOY)
+    assert bad.rc != 0 and bad.changed == 0, bad
+    assert "no current data: curated version 0123456789abcdef of ieee-fraud-detection does not exist" in one_line(
+        bad.output
+    ), bad
+    bad = playbook("monitor.yml", "-e", "drift_report_alias=nobody", *DEPLOY)
+    assert bad.rc != 0 and bad.changed == 0, bad
+    assert f"no model version of {MODEL} has the alias nobody yet" in one_line(bad.output), bad
+    bad = playbook("monitor.yml", "-e", json.dumps({"fraud_demo_retrain_schedule": "every tuesday"}), *DEPLOY)
+    assert bad.rc != 0 and bad.changed == 0, bad
+    assert "is not a systemd OnCalendar expression" in one_line(bad.output), bad
+
+    # The closed loop. A later, drifted batch lands in raw/ (its own directory on the node, the normal one kept).
+    loop_start = time.monotonic()
+    landed = playbook("dataset.yml", "-e", "fraud_demo_synthetic_drift=true", *ROWS)
+    assert landed.rc == 0 and landed.changed >= 1, landed
+    before = snapshot(client, MODEL)
+
+    # The timer's service starts the loop (as systemd would at 04:00): it ingests the batch, reports the drift and
+    # trains; SIGTERM while it trains (systemctl stop: to the loop, which forwards it to the training step) leaves no
+    # half-promoted state: no new version, no alias moved, no run left RUNNING.
+    on_node(f"systemctl start --no-block {RETRAIN}.service")
+    wait_for(lambda: runs_by_status(client, "RUNNING") != [], 600, "the loop's training run")
+    on_node(f"systemctl stop {RETRAIN}.service")
+    assert on_node(f"systemctl show -p ExecMainStatus --value {RETRAIN}.service") == "143"
+    assert snapshot(client, MODEL) == before
+    assert runs_by_status(client, "RUNNING") == []
+    stopped = time.monotonic()
+
+    # retrain.yml completes it: the new curated version (and its drift) reported, a new version trained and gated,
+    # the decision with its reason, the service serving the champion, its batch predictions written. While it
+    # trains, the timer's service starts a second loop: refused by the lock at once (exit 75), naming the running
+    # one. The service here looks at the registry only on SIGHUP (DEPLOY), which retrain.yml's swap sends, so the
+    # loop is told not to wait long for it.
+    done = {}
+    args = ("retrain.yml", "-e", "retrain_loop_serve_timeout=5", *DEPLOY)
+    thread = threading.Thread(target=lambda: done.setdefault("loop", playbook(*args)))
+    thread.start()
+    wait_for(lambda: runs_by_status(client, "RUNNING") != [], 600, "retrain.yml's training run")
+    on_node(f"systemctl start {RETRAIN}.service")
+    busy_status = on_node(f"systemctl show -p ExecMainStatus --value {RETRAIN}.service")
+    busy_log = one_line(on_node(f"journalctl -u {RETRAIN}.service -n 5 --no-pager"))
+    thread.join()
+    loop = done["loop"]
+    assert busy_status == "75", busy_status
+    assert "another retrain" in busy_log and "is running" in busy_log, busy_log
+    assert loop.rc == 0 and loop.changed >= 1, loop
+    text = one_line(loop.output)
+    assert "retrain loop: trained, and the gate promoted the new version to champion" in text, loop
+    assert "- new curated data: latest is version" in text and "is the new champion: holdout AUC" in text, loop
+    state = snapshot(client, MODEL)
+    champion = state["aliases"]["champion"]
+    assert champion not in ("1", "2"), state
+    assert get(f"{url}/health")["model_version"] == champion
+    assert len(prediction_objects(s3, names.bucket, champion)) == 3
+    # The drifted batch's report: more columns drifted than in the champion's own data's report.
+    reports = drift_summaries(s3, names.bucket)
+    drifted = [
+        r for r in reports.values() if r["current"]["dataset_version"] != first_drift["current"]["dataset_version"]
+    ]
+    assert drifted and drifted[0]["drift_share"] > first_drift["drift_share"], reports
+    completed = time.monotonic()
+
+    # Nothing new: the loop reports the same drift run (unchanged), trains nothing, changes nothing.
+    idle = playbook("retrain.yml", "-e", "retrain_loop_serve_timeout=5", *DEPLOY)
+    assert idle.rc == 0 and idle.changed == 0, idle
+    assert "retrain loop: nothing to do" in one_line(idle.output), idle
+    assert snapshot(client, MODEL) == state
+
+    with capsys.disabled():
+        print(
+            f"the loop: drifted batch landed {landed.seconds:.1f}s; systemd's loop until training + SIGTERM"
+            f" {stopped - loop_start - landed.seconds:.1f}s; retrain.yml drift → train → gate → served → scored"
+            f" {loop.seconds:.1f}s ({completed - stopped:.1f}s); nothing to do {idle.seconds:.1f}s;"
+            f" drift share {first_drift['drift_share']:.3f} → {drifted[0]['drift_share']:.3f}"
+        )

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -397,3 +398,127 @@ def test_batch_predictions_of_the_served_version(aws):
     assert summary.predictions_lines(s3, [BUCKET], None) == [
         "  (no served model, so no batch predictions of it to show)"
     ]
+
+
+# Stage 7's sections: the drift reports under reports/drift/, the alarms, the champion history, the HTML to open.
+def drift_summary(model_version, source, dataset_version, share, drifted, columns, detected, top):
+    """A summary.json as fraud-demo-drift writes it (the fields the summary reads), hand-written."""
+    return {
+        "job": "drift",
+        "model_version": model_version,
+        "current": {"source": source, "dataset_version": dataset_version, "rows": 1000},
+        "drift_share": share,
+        "drifted_columns": drifted,
+        "columns": columns,
+        "threshold": 0.3,
+        "drift_detected": detected,
+        "top_drifted": [{"column": c, "score": s, "stattest": "psi", "drifted": d} for c, s, d in top],
+    }
+
+
+def put_report(s3, run, summary_json, html=b"<html>report</html>"):
+    s3.put_object(Bucket=BUCKET, Key=f"reports/drift/{run}/report.html", Body=html)
+    s3.put_object(Bucket=BUCKET, Key=f"reports/drift/{run}/report.json", Body=b"{}")
+    s3.put_object(Bucket=BUCKET, Key=f"reports/drift/{run}/summary.json", Body=json.dumps(summary_json))
+
+
+def test_drift_sections_show_the_first_and_the_newest_report_and_download_its_html(aws, tmp_path):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    assert summary.drift_lines(summary.drift_reports(s3, [BUCKET])) == [
+        "  (no drift report yet under reports/drift/; run playbooks/monitor.yml)"
+    ]
+    assert summary.drift_html_lines(s3, [], tmp_path) == ["  (no drift report to download yet)"]
+    put_report(s3, "r1", drift_summary("1", "curated", "aaaa", 0.125, 2, 16, False, [("card1", 0.21, True)]))
+    time.sleep(1.1)  # S3 keeps LastModified to the second: the second report is newer
+    top = [("TransactionAmt", 1.5, True), ("P_emaildomain", 0.9, True), ("card4", 0.01, False)]
+    put_report(s3, "r2", drift_summary("1", "curated", "bbbb", 0.5, 8, 16, True, top), html=b"<html>drifted</html>")
+    # An incomplete report (no summary.json yet) is not one.
+    s3.put_object(Bucket=BUCKET, Key="reports/drift/r3/report.html", Body=b"partial")
+
+    reports = summary.drift_reports(s3, [BUCKET])
+    assert [r[1] for r in reports] == ["r1", "r2"]
+    lines = summary.drift_lines(reports)
+    assert len(lines) == 5
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d UTC"
+    assert re.fullmatch(
+        rf"  first  {when}  model v1 vs curated aaaa: drift share 0\.125 \(2/16 columns, threshold 0\.3\) no drift",
+        lines[0],
+    ), lines[0]
+    assert lines[1] == "         top drifted: card1 0.210*   (run r1)"
+    assert re.fullmatch(
+        rf"  latest {when}  model v1 vs curated bbbb: drift share 0\.500 \(8/16 columns, threshold 0\.3\)"
+        " DRIFT DETECTED",
+        lines[2],
+    ), lines[2]
+    assert lines[3] == "         top drifted: TransactionAmt 1.500*, P_emaildomain 0.900*, card4 0.010   (run r2)"
+    assert lines[4] == "  (2 reports in all)"
+
+    html = summary.drift_html_lines(s3, reports, tmp_path / "reports")
+    local = tmp_path / "reports" / "r2" / "report.html"
+    assert html == [f"  {local.resolve()}   (from s3://{BUCKET}/reports/drift/r2/report.html; open it in a browser)"]
+    assert local.read_bytes() == b"<html>drifted</html>"
+
+
+def test_alarm_section_shows_state_and_the_newest_value_against_the_threshold(aws):
+    cloudwatch = aws.client("cloudwatch")
+    assert summary.alarm_lines(cloudwatch, "fraud-demo", emulated=True) == [
+        "  (no alarms named fraud-demo-fraud-demo-*; run playbooks/monitor.yml)"
+    ]
+    dims = [{"Name": "Dataset", "Value": DATASET}, {"Name": "Stage", "Value": "monitor"}]
+    common = {"EvaluationPeriods": 1, "Period": 300, "Statistic": "Maximum", "Dimensions": dims}
+    common["ComparisonOperator"] = "GreaterThanOrEqualToThreshold"
+    cloudwatch.put_metric_alarm(
+        AlarmName="fraud-demo-fraud-demo-drift-share", Namespace="FraudDemo", MetricName="DriftShare",
+        Threshold=0.3, **common,
+    )  # fmt: skip
+    cloudwatch.put_metric_alarm(
+        AlarmName="fraud-demo-fraud-demo-p99-latency", Namespace="FraudDemo", MetricName="Latency",
+        Threshold=250.0, **{**common, "ComparisonOperator": "GreaterThanThreshold"},
+    )  # fmt: skip
+    cloudwatch.put_metric_data(
+        Namespace="FraudDemo", MetricData=[{"MetricName": "DriftShare", "Dimensions": dims, "Value": 0.62}]
+    )
+    lines = summary.alarm_lines(cloudwatch, "fraud-demo", emulated=True)
+    # moto creates alarms in state OK and never evaluates them: the state is as created, the value tells.
+    assert lines[0].startswith("  (the emulator stores alarms but never evaluates them")
+    drift, latency = lines[2], lines[3]
+    assert drift.split() == [
+        "fraud-demo-fraud-demo-drift-share", "OK", "DriftShare", ">=", "0.3:",
+        "newest", "0.62", "->", "over", "the", "threshold",
+    ]  # fmt: skip
+    assert latency.split() == [
+        "fraud-demo-fraud-demo-p99-latency", "OK", "Latency", ">", "250.0:", "no", "datapoint",
+    ]  # fmt: skip
+    assert len(summary.alarm_lines(cloudwatch, "fraud-demo", emulated=False)) == 2  # no emulator note on AWS
+
+
+def test_champion_history_lists_every_version_with_aliases_and_the_gates_reason(registry, tmp_path):
+    uri, client = registry
+    assert summary.champion_history_lines("") == ["  (tracking server not reachable; see 'Model' above)"]
+    experiment = client.create_experiment("fraud-demo")
+    client.create_registered_model(MODEL)
+    assert summary.champion_history_lines(uri) == [f"  (no model {MODEL} registered yet)"]
+    first = logged_run(
+        client, experiment, 1_700_000_000_000,
+        {"fraud_demo.dataset_version": "aaaa", "fraud_demo.decision": "champion",
+         "fraud_demo.reason": "no champion yet; AUC 0.9000 >= 0.75"},
+        {}, {}, tmp_path / "work",
+    )  # fmt: skip
+    register(client, first, "challenger")
+    second = logged_run(
+        client, experiment, 1_700_000_600_000,
+        {"fraud_demo.dataset_version": "bbbb", "fraud_demo.decision": "champion",
+         "fraud_demo.reason": "AUC 0.9400 beats the champion's 0.8800"},
+        {}, {}, tmp_path / "work",
+    )  # fmt: skip
+    register(client, second, "champion")
+    lines = summary.champion_history_lines(uri)
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d UTC"
+    assert len(lines) == 2
+    assert re.fullmatch(
+        rf"  v1   {when}  \[challenger\]  dataset aaaa  champion: no champion yet; AUC 0\.9000 >= 0\.75", lines[0]
+    ), lines[0]
+    assert re.fullmatch(
+        rf"  v2   {when}  \[champion\]  dataset bbbb  champion: AUC 0\.9400 beats the champion's 0\.8800", lines[1]
+    ), lines[1]
