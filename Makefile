@@ -64,10 +64,18 @@ molecule: sandbox-up  ## Molecule scenarios against the sandbox
 	$(SANDBOX_ENV) $(BIN)/molecule test --all
 
 # --durations: the slowest tests in every CI log, to see where the time goes.
+# test_ml.py runs on a second sandbox beside the other tests (scripts/e2e.sh).
 e2e: sandbox-up  ## end-to-end: bad inputs, check mode, timings on the sandbox
-	$(SANDBOX_ENV) $(PYTEST) -m "sandbox or sandbox_node" --durations=15
+	scripts/e2e.sh --durations=15
 
-test: lint unit molecule e2e  ## everything CI runs
+# The unit tests need no sandbox: they run beside the Molecule scenarios, and their log follows Molecule's.
+test: lint sandbox-up  ## everything CI runs
+	@mkdir -p .cache; $(MAKE) --no-print-directory unit >.cache/unit.log 2>&1 & unit=$$!; \
+	  molecule=0; $(MAKE) --no-print-directory molecule || molecule=$$?; \
+	  unit_status=0; wait $$unit || unit_status=$$?; \
+	  echo "---- make unit (beside Molecule) exited $$unit_status ----"; cat .cache/unit.log; \
+	  [ $$molecule -eq 0 ] && [ $$unit_status -eq 0 ]
+	@$(MAKE) --no-print-directory e2e
 	@echo "make test: all checks passed"
 
 clean: sandbox-down  ## remove the venv, collections and caches

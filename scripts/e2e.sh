@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# make e2e: the end-to-end tests on two sandboxes side by side, so the suite takes about the time of its longest
+# part instead of the sum. tests/sandbox/test_ml.py (every ML stage on its own fresh node: ~half of the suite)
+# runs in a copy of this checkout with its own emulator and node on other loopback addresses; the other tests run
+# here, on the sandbox `make sandbox-up` started. Each test still gets an emulator and a node to itself.
+#   scripts/e2e.sh [pytest args for both runs]       (the sandbox of this checkout must be up)
+# The copy shares this checkout's .venv and collections and hard-links its node caches; its log is printed
+# when both runs are done, and its sandbox is stopped whatever happened.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APART=${FRAUD_DEMO_E2E_APART:-tests/sandbox/test_ml.py}
+COPY=.cache/e2e-copy
+# The copy's sandbox (this checkout's: the defaults 5055 / 127.0.0.2 / 2222, or what the caller exported).
+SECOND_PORT=${FRAUD_DEMO_E2E_SANDBOX_PORT:-5065}
+SECOND_ADDR=${FRAUD_DEMO_E2E_NODE_ADDR:-127.0.0.3}
+SECOND_SSH=${FRAUD_DEMO_E2E_NODE_PORT:-2223}
+
+log() { printf 'e2e: %s\n' "$*" >&2; }
+
+in_copy() {
+  (cd "$COPY" && FRAUD_DEMO_SANDBOX_PORT=$SECOND_PORT FRAUD_DEMO_NODE_ADDR=$SECOND_ADDR \
+    FRAUD_DEMO_NODE_PORT=$SECOND_SSH "$@")
+}
+
+stop_copy() {
+  [ -d "$COPY" ] || return 0
+  in_copy scripts/sandbox-node.sh down >/dev/null 2>&1 || true
+  in_copy scripts/sandbox.sh down >/dev/null 2>&1 || true
+}
+
+[ -s .sandbox/env ] || { log "the sandbox is not running: make sandbox-up first (or use make e2e)"; exit 2; }
+[ "${FRAUD_DEMO_NODE_ADDR:-127.0.0.2}" != "$SECOND_ADDR" ] ||
+  { log "FRAUD_DEMO_NODE_ADDR is the copy's address $SECOND_ADDR: set FRAUD_DEMO_E2E_NODE_ADDR to another one"; exit 2; }
+
+# The copy: this working tree as it is (uncommitted changes included), without its state.
+stop_copy
+rm -rf "$COPY"
+mkdir -p "$COPY/.cache"
+tar -C . --exclude=./.git --exclude=./.venv --exclude=./collections --exclude=./.cache --exclude=./.sandbox \
+  --exclude='./*/__pycache__' -cf - . | tar -C "$COPY" -xpf -
+ln -s "$PWD/.venv" "$COPY/.venv"
+ln -s "$PWD/collections" "$COPY/collections"
+for cache in node node-pip jobs-wheel; do
+  [ ! -d ".cache/$cache" ] || cp -al ".cache/$cache" "$COPY/.cache/$cache"
+done
+trap stop_copy EXIT
+
+log "test_ml.py on a second sandbox (emulator 127.0.0.1:$SECOND_PORT, node $SECOND_ADDR:$SECOND_SSH), the rest here"
+in_copy scripts/sandbox.sh up >"$COPY.log" 2>&1 && in_copy scripts/sandbox-node.sh up >>"$COPY.log" 2>&1 &&
+  in_copy bash -c 'set -a && . .sandbox/env && set +a && exec .venv/bin/python -m pytest "$@"' e2e \
+    -m "sandbox or sandbox_node" "$APART" "$@" >>"$COPY.log" 2>&1 &
+apart=$!
+
+status=0
+(set -a && . .sandbox/env && set +a && exec .venv/bin/python -m pytest -m "sandbox or sandbox_node" \
+  --ignore="$APART" "$@") || status=$?
+apart_status=0
+wait "$apart" || apart_status=$?
+
+log "---- $APART (second sandbox) ----"
+cat "$COPY.log"
+log "the other e2e tests exited $status, $APART exited $apart_status"
+[ "$status" -eq 0 ] && [ "$apart_status" -eq 0 ]
