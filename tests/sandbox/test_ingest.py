@@ -17,7 +17,7 @@ from curatedstate import check_curated, versions
 pytestmark = [pytest.mark.sandbox, pytest.mark.sandbox_node]
 
 # The stages up to ingest: tests/sandbox/test_ml.py runs the whole site.yml with the train and deploy stages.
-ROWS = ["-e", "fraud_demo_synthetic_rows=20000", "--skip-tags", "train,deploy"]
+ROWS = ["-e", "fraud_demo_synthetic_rows=20000", "--skip-tags", "train,deploy,monitor"]
 SUBMISSION = "raw/ieee-fraud-detection/sample_submission.csv"
 JOB = "/opt/fraud-demo/venv/bin/fraud-demo-ingest"
 FILES = {

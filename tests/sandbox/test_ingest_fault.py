@@ -21,7 +21,7 @@ from killable_proxy import KillableProxy
 pytestmark = [pytest.mark.sandbox, pytest.mark.sandbox_node]
 
 # The stages up to ingest: tests/sandbox/test_ml.py runs the whole site.yml with the train and deploy stages.
-ROWS = ["-e", "fraud_demo_synthetic_rows=20000", "--skip-tags", "train,deploy"]
+ROWS = ["-e", "fraud_demo_synthetic_rows=20000", "--skip-tags", "train,deploy,monitor"]
 DATASET = "ieee-fraud-detection"
 
 
