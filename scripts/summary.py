@@ -77,6 +77,7 @@ LINEAGE_FIELDS = (
 # Stage 7: the drift reports' top features shown, and the alarms (role monitoring_alarms names them
 # fraud-demo-<fraud_demo_name>-<what>). The emulator stores alarms but never evaluates them, so their state says
 # nothing there: the metric's newest value is shown against the threshold instead.
+DRIFT_REPORTS_SHOWN = 6
 DRIFT_TOP_SHOWN = 5
 ALARM_PREFIX = "fraud-demo-{project}-"
 ALARM_LOOKBACK_DAYS = 14
@@ -391,19 +392,22 @@ def drift_line(label, report):
 
 
 def drift_lines(reports):
-    """The drift share of the first report and of the newest (after the drifted batch, in make demo)."""
+    """Every report, oldest first (the newest DRIFT_REPORTS_SHOWN): in make demo the first champion's own, the
+    drifted batch against it (the drift that made the loop retrain), then the new champion's own."""
     if not reports:
         return [f"  (no drift report yet under {layout.DRIFT_REPORTS}; run playbooks/monitor.yml)"]
-    if len(reports) == 1:
-        return drift_line("only", reports[0])
-    return [*drift_line("first", reports[0]), *drift_line("latest", reports[-1]), f"  ({len(reports)} reports in all)"]
+    shown = reports[-DRIFT_REPORTS_SHOWN:]
+    first = len(reports) - len(shown) + 1
+    lines = [line for i, report in enumerate(shown, first) for line in drift_line(f"#{i}", report)]
+    return lines + ([f"  ({len(reports)} reports in all, the newest {len(shown)} shown)"] if first > 1 else [])
 
 
 def drift_html_lines(s3, reports, dest):
-    """The newest report's HTML, downloaded to dest/<run>/report.html, so a browser on this machine opens it."""
+    """The HTML of the newest report that found drift (else of the newest), downloaded to dest/<run>/report.html,
+    so a browser on this machine opens it."""
     if not reports:
         return ["  (no drift report to download yet)"]
-    bucket, run, _, _ = reports[-1]
+    bucket, run, _, _ = next((r for r in reversed(reports) if r[2].get("drift_detected")), reports[-1])
     key = layout.drift_report_prefix(run) + layout.DRIFT_HTML
     local = dest / run / layout.DRIFT_HTML
     local.parent.mkdir(parents=True, exist_ok=True)
@@ -505,7 +509,7 @@ def monitor_lines(session, s3, buckets, args, emulated, reports_root):
         out.append(f"  (cannot read the alarms: {e})")
     out.append(f"Champion history ({args.model_name}: versions, aliases, the gate's decision and reason):")
     out.extend(champion_history_lines(args.tracking_uri, args.model_name))
-    out.append("Drift report (the newest, to open):")
+    out.append("Drift report to open (the newest that found drift, else the newest):")
     out.extend(drift_html_lines(s3, reports, reports_root))
     return out
 
@@ -639,8 +643,8 @@ def main(argv=None):
         hint = "after . .sandbox/env" if endpoint else "with the tunnel's URL and the token from Vault"
         out.append(f"Try it ({hint}):")
         out.extend(sample_lines(args.scoring_url, os.environ.get(SCORING_TOKEN_ENV, "")))
-    # Then stage 7: the drift (first report, and the newest: after the drifted batch), the alarms, the champion
-    # history, and the newest drift report to open.
+    # Then stage 7: every drift report (the first champion's own, the drifted batch, the new champion's), the
+    # alarms, the champion history, and the report of the drift to open.
     out.extend(monitor_lines(session, s3, ours, args, bool(endpoint), reports_root))
     print("\n".join(out))
     return 0

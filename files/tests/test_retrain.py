@@ -225,15 +225,19 @@ def run_inproc(args, capsys):
 
 
 def test_loop_first_champion(tmp_path, capsys):
-    fake = Fake(tmp_path, {"train-check": {"summary": probe(champion=None)}, "train": {"summary": trained()}})
+    plan = {"train-check": {"summary": probe(champion=None)}, "train": {"summary": trained()}}
+    plan["drift"] = {"summary": drift()}
+    fake = Fake(tmp_path, plan)
     code, summary, err = run_inproc(fake.args(), capsys)
     assert code == 0, err
     assert summary["status"] == "promoted" and summary["changed"] is True
     assert (summary["champion_before"], summary["champion_after"]) == (None, "4")
     assert summary["train"] == {"model_version": "4", "action": "trained", "decision": "champion"}
     assert summary["drift"] is None  # nothing to compare without a champion
-    assert [s["job"] for s in summary["steps"]] == ["train-check", "train"]
-    assert [c["argv"] for c in fake.calls()] == [["--check"], []]
+    # After a promotion: the new champion's own drift report (the drift step again, now of the new champion).
+    assert [s["job"] for s in summary["steps"]] == ["train-check", "train", "drift-after"]
+    assert [c["argv"] for c in fake.calls()] == [["--check"], [], []]
+    assert summary["drift_after"]["run"] == "run-1"
     assert "[train] some progress line" in err  # a step's other stdout lines go to stderr
 
 
@@ -307,8 +311,9 @@ def test_loop_ingest_then_new_data_then_score(tmp_path, capsys):
     }
     code, summary, _ = run_inproc(Fake(tmp_path, plan, ingest=True, score=True).args(), capsys)
     assert code == 0 and summary["status"] == "promoted"
-    assert [s["job"] for s in summary["steps"]] == ["ingest", "train-check", "drift", "train", "score"]
-    assert [s["status"] for s in summary["steps"]] == ["created", "would_train", "reported", "trained", "scored"]
+    assert [s["job"] for s in summary["steps"]] == ["ingest", "train-check", "drift", "train", "score", "drift-after"]
+    statuses = ["created", "would_train", "reported", "trained", "scored", "reported"]
+    assert [s["status"] for s in summary["steps"]] == statuses
 
 
 def test_loop_a_failed_step_stops_it(tmp_path, capsys):
@@ -497,7 +502,8 @@ def test_waits_until_the_service_serves_the_new_champion(tmp_path, capsys, monke
     url = f"http://127.0.0.1:{health_server.server_address[1]}"
     code, summary, _ = run_inproc(Fake(tmp_path, plan).args("--service-url", url), capsys)
     assert code == 0 and summary["served"] is True
-    assert summary["steps"][-1]["job"] == "serve" and summary["steps"][-1]["status"] == "served"
+    assert summary["steps"][-2]["job"] == "serve" and summary["steps"][-2]["status"] == "served"
+    assert summary["steps"][-1]["job"] == "drift-after"
     assert summary["reasons"][-1] == f"the service at {url} serves v4"
 
 

@@ -77,7 +77,7 @@ def test_first_champion_then_the_drifted_batch_is_promoted_then_nothing_to_do(la
     assert code == 0, first
     assert first["status"] == "promoted" and first["champion_before"] is None and first["champion_after"] == "1"
     assert first["reasons"][0].startswith("there is no champion yet")
-    assert [s["job"] for s in first["steps"]] == ["ingest", "train-check", "train"]
+    assert [s["job"] for s in first["steps"]] == ["ingest", "train-check", "train", "drift-after"]
 
     # The drifted batch arrives in raw/ (new S3 object versions of the same keys).
     drifted = tmp_path / "drifted"
@@ -96,7 +96,7 @@ def test_first_champion_then_the_drifted_batch_is_promoted_then_nothing_to_do(la
     code, second = _loop(steps, tmp_path)
     latest = s3_json(lake["s3"], f"curated/{DATASET}/latest")["version"]
     assert code == 0, second
-    assert [s["job"] for s in second["steps"]] == ["ingest", "train-check", "drift", "train"]
+    assert [s["job"] for s in second["steps"]] == ["ingest", "train-check", "drift", "train", "drift-after"]
     assert second["steps"][0]["status"] == "unchanged"  # ingested by the interrupted pass
     assert second["reasons"][0].startswith(f"new curated data: latest is version {latest}, the champion v1")
     assert second["status"] == "promoted", second["reasons"]

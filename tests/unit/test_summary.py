@@ -422,7 +422,7 @@ def put_report(s3, run, summary_json, html=b"<html>report</html>"):
     s3.put_object(Bucket=BUCKET, Key=f"reports/drift/{run}/summary.json", Body=json.dumps(summary_json))
 
 
-def test_drift_sections_show_the_first_and_the_newest_report_and_download_its_html(aws, tmp_path):
+def test_drift_sections_show_every_report_and_download_the_html_of_the_drift(aws, tmp_path):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     assert summary.drift_lines(summary.drift_reports(s3, [BUCKET])) == [
@@ -430,34 +430,47 @@ def test_drift_sections_show_the_first_and_the_newest_report_and_download_its_ht
     ]
     assert summary.drift_html_lines(s3, [], tmp_path) == ["  (no drift report to download yet)"]
     put_report(s3, "r1", drift_summary("1", "curated", "aaaa", 0.125, 2, 16, False, [("card1", 0.21, True)]))
-    time.sleep(1.1)  # S3 keeps LastModified to the second: the second report is newer
+    time.sleep(1.1)  # S3 keeps LastModified to the second: each report is newer than the one before
     top = [("TransactionAmt", 1.5, True), ("P_emaildomain", 0.9, True), ("card4", 0.01, False)]
     put_report(s3, "r2", drift_summary("1", "curated", "bbbb", 0.5, 8, 16, True, top), html=b"<html>drifted</html>")
+    time.sleep(1.1)
+    put_report(s3, "r3", drift_summary("2", "curated", "bbbb", 0.0625, 1, 16, False, [("D1", 0.3, True)]))
     # An incomplete report (no summary.json yet) is not one.
-    s3.put_object(Bucket=BUCKET, Key="reports/drift/r3/report.html", Body=b"partial")
+    s3.put_object(Bucket=BUCKET, Key="reports/drift/r4/report.html", Body=b"partial")
 
     reports = summary.drift_reports(s3, [BUCKET])
-    assert [r[1] for r in reports] == ["r1", "r2"]
+    assert [r[1] for r in reports] == ["r1", "r2", "r3"]
     lines = summary.drift_lines(reports)
-    assert len(lines) == 5
+    assert len(lines) == 6
     when = r"\d{4}-\d\d-\d\d \d\d:\d\d UTC"
     assert re.fullmatch(
-        rf"  first  {when}  model v1 vs curated aaaa: drift share 0\.125 \(2/16 columns, threshold 0\.3\) no drift",
+        rf"  #1     {when}  model v1 vs curated aaaa: drift share 0\.125 \(2/16 columns, threshold 0\.3\) no drift",
         lines[0],
     ), lines[0]
     assert lines[1] == "         top drifted: card1 0.210*   (run r1)"
     assert re.fullmatch(
-        rf"  latest {when}  model v1 vs curated bbbb: drift share 0\.500 \(8/16 columns, threshold 0\.3\)"
+        rf"  #2     {when}  model v1 vs curated bbbb: drift share 0\.500 \(8/16 columns, threshold 0\.3\)"
         " DRIFT DETECTED",
         lines[2],
     ), lines[2]
     assert lines[3] == "         top drifted: TransactionAmt 1.500*, P_emaildomain 0.900*, card4 0.010   (run r2)"
-    assert lines[4] == "  (2 reports in all)"
+    assert re.fullmatch(
+        rf"  #3     {when}  model v2 vs curated bbbb: drift share 0\.062 \(1/16 columns, threshold 0\.3\) no drift",
+        lines[4],
+    ), lines[4]
+    assert lines[5] == "         top drifted: D1 0.300*   (run r3)"
 
+    # The HTML to open is the drift that was found (r2), not the newest report (r3, the new champion's own).
     html = summary.drift_html_lines(s3, reports, tmp_path / "reports")
     local = tmp_path / "reports" / "r2" / "report.html"
     assert html == [f"  {local.resolve()}   (from s3://{BUCKET}/reports/drift/r2/report.html; open it in a browser)"]
     assert local.read_bytes() == b"<html>drifted</html>"
+
+    # Only the newest six are listed, with the count of all.
+    quiet = drift_summary("1", "curated", "cccc", 0.0, 0, 16, False, [])
+    many = [(BUCKET, f"x{i}", quiet, reports[0][3]) for i in range(8)]
+    lines = summary.drift_lines(many)
+    assert lines[0].startswith("  #3     ") and lines[-1] == "  (8 reports in all, the newest 6 shown)"
 
 
 def test_alarm_section_shows_state_and_the_newest_value_against_the_threshold(aws):

@@ -48,7 +48,15 @@ from .curated_read import CuratedVersion, clear_work_dir, fetch_tables, resolve_
 from .drift_report import DEFAULT_COLUMN_THRESHOLD, DEFAULT_DRIFT_SHARE, DEFAULT_STATTEST
 from .errors import JobError
 from .job_flags import add_lake_flags, add_model_choice, add_registry_flags, run_fields
-from .telemetry import EventLog, add_reporting_flags, job_dimensions, metric_dimensions, put_metric_data, run_reported
+from .telemetry import (
+    EventLog,
+    add_reporting_flags,
+    job_dimensions,
+    metric_dimensions,
+    put_metric_data,
+    reporting_settings,
+    run_reported,
+)
 
 DRIFT_JOB = "drift"
 DRIFT_STAGE = "monitor"
@@ -538,12 +546,7 @@ def drift_main(argv: list[str] | None = None) -> int:
         stattest=DEFAULT_STATTEST,
         threads=args.threads,
         work_dir=args.work_dir,
-        log_group=args.log_group,
-        namespace=args.metrics_namespace,
-        cloudwatch=not args.no_cloudwatch,
-        check=args.check,
-        endpoint_url=args.endpoint_url,
-        region=args.region,
+        **reporting_settings(args),
     )
     events = EventLog(DRIFT_PROG, DRIFT_JOB, st.job_run_id, settings.dataset)
     report = settings.cloudwatch and not settings.check

@@ -63,6 +63,7 @@ from .telemetry import (
     add_reporting_flags,
     job_dimensions,
     put_metrics,
+    reporting_settings,
     run_reported,
 )
 from .transfer import (
@@ -383,13 +384,8 @@ def ingest_main(argv: list[str] | None = None) -> int:
         bucket=args.bucket,
         dataset=args.dataset,
         work_dir=args.work_dir,
-        log_group=args.log_group,
-        namespace=args.metrics_namespace,
+        **reporting_settings(args),
         max_bad_fraction=args.max_bad_fraction,
-        cloudwatch=not args.no_cloudwatch,
-        check=args.check,
-        endpoint_url=args.endpoint_url,
-        region=args.region,
     )
     events = EventLog(INGEST_PROG, INGEST_JOB, st.run_id, settings.dataset)
     report = settings.cloudwatch and not settings.check

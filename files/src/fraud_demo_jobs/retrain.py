@@ -2,6 +2,7 @@
 playbook or a shell:
 
     lock -> (ingest) -> train probe -> drift -> decide -> (train + gate) -> (wait until served) -> (score)
+         -> (the new champion's drift report)
 
 Each step is one of our jobs, run as a subprocess with the inherited environment (plus ``--check`` in check mode);
 the loop reads nothing but the last line of its stdout, the job's JSON summary. The argv of each step come from
@@ -51,6 +52,8 @@ EXIT_LOCKED = 75  # EX_TEMPFAIL: try again later
 EXIT_FAILED = 1
 STEP_NAMES = ("ingest", "drift", "train", "score")
 REQUIRED_STEPS = ("drift", "train")
+# What the loop's summary keeps of a drift step's summary.
+DRIFT_FIELDS = ("drift_share", "drift_detected", "threshold", "run", "report")
 DEFAULT_RETRAIN_WORK_DIR = os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), RETRAIN_PROG
 )
@@ -88,6 +91,7 @@ class LoopState:
     champion_before: str | None = None
     champion_after: str | None = None
     drift: dict | None = None
+    drift_after: dict | None = None  # after a promotion: the new champion's report on the same current data
     train: dict | None = None
     served: bool | None = None
     steps: list[dict] = field(default_factory=list)
@@ -284,11 +288,11 @@ def run_loop(s: LoopSettings, st: LoopState) -> None:
     champion = D.champion_of(probe)
     st.champion_before = st.champion_after = champion["version"] if champion else None
     drift = None
+    drift_argv = s.steps["drift"] + ([f"--threshold={s.threshold:g}"] if s.threshold is not None else [])
     if champion is not None:
-        argv = s.steps["drift"] + ([f"--threshold={s.threshold:g}"] if s.threshold is not None else [])
-        drift = run_step(st, "drift", argv, s.check)
+        drift = run_step(st, "drift", drift_argv, s.check)
         st.changed |= bool(drift.get("changed"))
-        st.drift = {k: drift.get(k) for k in ("drift_share", "drift_detected", "threshold", "run", "report")}
+        st.drift = {k: drift.get(k) for k in DRIFT_FIELDS}
     decision = D.decide(probe, drift, ingest)
     st.reasons = list(decision.reasons)
     if not decision.train:
@@ -312,6 +316,18 @@ def run_loop(s: LoopSettings, st: LoopState) -> None:
     if s.steps["score"]:
         score = run_step(st, "score", s.steps["score"], False)
         st.changed |= bool(score.get("changed"))
+    # The new champion's own report on the same current data: the DriftShare metric the drift alarm watches now
+    # describes the model that serves, and the next pass finds this report (nothing to do) instead of making it.
+    # A failure here is reported, not fatal: the promotion stands, and the next pass makes the report.
+    try:
+        after = run_step(st, "drift-after", drift_argv, False)
+    except LoopError as e:
+        if st.signal is not None:
+            raise
+        st.reasons.append(f"the new champion's drift report was not made: {e}")
+        return
+    st.changed |= bool(after.get("changed"))
+    st.drift_after = {k: after.get(k) for k in DRIFT_FIELDS}
 
 
 def _record_training(st: LoopState, train: dict) -> D.Outcome:
@@ -370,6 +386,7 @@ def loop_summary(st: LoopState, seconds: float, msg: str | None = None) -> dict:
         "champion_before": st.champion_before,
         "champion_after": st.champion_after,
         "drift": st.drift,
+        "drift_after": st.drift_after,
         "train": st.train,
         "served": st.served,
         "steps": st.steps,

@@ -54,6 +54,7 @@ from .telemetry import (
     add_reporting_flags,
     job_dimensions,
     put_metrics,
+    reporting_settings,
     run_reported,
 )
 
@@ -342,12 +343,7 @@ def score_main(argv: list[str] | None = None) -> int:
         work_dir=args.work_dir,
         threads=args.threads,
         chunk_rows=args.chunk_rows,
-        log_group=args.log_group,
-        namespace=args.metrics_namespace,
-        cloudwatch=not args.no_cloudwatch,
-        check=args.check,
-        endpoint_url=args.endpoint_url,
-        region=args.region,
+        **reporting_settings(args),
     )
     events = EventLog(SCORE_PROG, SCORE_JOB, st.job_run_id, settings.dataset)
     report = settings.cloudwatch and not settings.check

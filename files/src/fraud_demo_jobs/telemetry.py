@@ -217,3 +217,15 @@ def add_reporting_flags(p: argparse.ArgumentParser, check_help: str | None) -> N
         p.add_argument("--check", action="store_true", help=check_help)
     p.add_argument("--endpoint-url", help="AWS endpoint (default: boto3's, e.g. from AWS_ENDPOINT_URL)")
     p.add_argument("--region", help="AWS region (default: boto3's, e.g. from AWS_REGION)")
+
+
+def reporting_settings(args: argparse.Namespace) -> dict:
+    """The Settings fields that ``add_reporting_flags``'s flags give (a job's ``XSettings(**…)``)."""
+    return {
+        "log_group": args.log_group,
+        "namespace": args.metrics_namespace,
+        "cloudwatch": not args.no_cloudwatch,
+        "check": args.check,
+        "endpoint_url": args.endpoint_url,
+        "region": args.region,
+    }

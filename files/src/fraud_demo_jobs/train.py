@@ -58,6 +58,7 @@ from .telemetry import (
     add_reporting_flags,
     job_dimensions,
     put_metrics,
+    reporting_settings,
     run_reported,
 )
 
@@ -382,12 +383,7 @@ def train_main(argv: list[str] | None = None) -> int:
         params=params,
         gate=gate,
         work_dir=args.work_dir,
-        log_group=args.log_group,
-        namespace=args.metrics_namespace,
-        cloudwatch=not args.no_cloudwatch,
-        check=args.check,
-        endpoint_url=args.endpoint_url,
-        region=args.region,
+        **reporting_settings(args),
     )
     events = EventLog(TRAIN_PROG, TRAIN_JOB, st.job_run_id, settings.dataset)
     report = settings.cloudwatch and not settings.check
