@@ -96,7 +96,7 @@ def test_first_champion_then_the_drifted_batch_is_promoted_then_nothing_to_do(la
     code, second = _loop(steps, tmp_path)
     latest = s3_json(lake["s3"], f"curated/{DATASET}/latest")["version"]
     assert code == 0, second
-    assert [s["job"] for s in second["steps"]] == ["ingest", "train-check", "drift", "train", "drift-after"]
+    assert [s["job"] for s in second["steps"]] == ["ingest", "train-check", "drift", "train", "drift-after"], second
     assert second["steps"][0]["status"] == "unchanged"  # ingested by the interrupted pass
     assert second["reasons"][0].startswith(f"new curated data: latest is version {latest}, the champion v1")
     assert second["status"] == "promoted", second["reasons"]

@@ -122,3 +122,20 @@ def test_sigterm_inside_the_commit_lands_after_it_and_says_so(lake, tmp_path):
     )
     done = _next_run(lake, model, "w-next-sigterm")
     assert done["action"] == "unchanged" and done["model_version"] == "1"
+
+
+def test_a_finished_run_that_registered_nothing_does_not_count_as_trained(lake, tmp_path):
+    """A stopped job whose server was too slow to take its KILLED status leaves its run to MLflow's exit hook, which
+    ends it FINISHED: the run has the training key but never registered a version, so the next run trains."""
+    model = "commit-finished-by-exit-hook"
+    res = subprocess.run([sys.executable, "-m", "fraud_demo_jobs.train", *_argv(lake, "w-probe", model), "--check"],
+                         capture_output=True, text=True, timeout=300, env=dict(os.environ), check=False)  # fmt: skip
+    probe = json.loads(res.stdout.strip().splitlines()[-1])
+    assert probe["action"] == "would_train" and probe["training_key"], probe
+    c = client(lake)
+    found = c.get_experiment_by_name("commit")
+    experiment = found.experiment_id if found else c.create_experiment("commit")
+    run = c.create_run(experiment, tags={"fraud_demo.job": "train", "fraud_demo.training_key": probe["training_key"]})
+    c.set_terminated(run.info.run_id, "FINISHED")
+    done = _next_run(lake, model, "w-after-exit-hook")
+    assert done["action"] == "trained" and done["model_version"] == "1", done

@@ -104,16 +104,17 @@ class Tracking:
         return self.call(f"CreateExperiment {name}", self.client.create_experiment, name)
 
     def finished_run(self, experiment_id: str, training_key: str):
-        """The newest FINISHED run of ours with ``training_key`` (the same inputs, code and settings), or None."""
+        """The newest FINISHED run of ours with ``training_key`` (the same inputs, code and settings) that names the
+        version it registered, or None. A FINISHED run without one never reached its commit: MLflow's exit hook
+        ends a still-active run as FINISHED when a stopped job could not end it KILLED (its server slow or gone)."""
         runs = self.call(
             "SearchRuns",
             self.client.search_runs,
             [experiment_id],
             filter_string=f"tags.`{TAG_TRAINING_KEY}` = '{training_key}' and attributes.status = 'FINISHED'",
             order_by=["attributes.start_time DESC"],
-            max_results=1,
         )
-        return runs[0] if runs else None
+        return next((run for run in runs if run.data.tags.get(TAG_MODEL_VERSION)), None)
 
     def finish_committed_orphans(self, experiment_id: str, job: str, model_name: str) -> list[str]:
         """Mark FINISHED the runs of ``job`` left RUNNING after their commit point: an alias points at a version
