@@ -10,13 +10,15 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from .errors import JobError, UsageError
 
@@ -34,6 +36,19 @@ def env(name: str, default: str | None = None) -> str | None:
 
 class Terminated(KeyboardInterrupt):
     """Raised in the main thread on SIGTERM; a KeyboardInterrupt so that s3transfer cancels (and aborts) alike."""
+
+
+@contextlib.contextmanager
+def work_dir_locked(work_dir: str, prog: str) -> Iterator[Path]:
+    """The job's work directory (created), held for this run: a second run of the same job on it fails at once."""
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise JobError(f"another {prog} run holds {work}/.lock; wait for it to finish") from e
+        yield work
 
 
 @contextlib.contextmanager

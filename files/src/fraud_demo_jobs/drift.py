@@ -24,7 +24,6 @@ Feature dimension). The last line on stdout is one JSON summary; on failure it c
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import os
@@ -43,7 +42,7 @@ from . import layout, model_store
 from . import tracking as T
 from .aws import S3Bucket, make_client
 from .checksums import code_version_of
-from .cli import EXIT_USAGE, env, fail
+from .cli import EXIT_USAGE, env, fail, work_dir_locked
 from .curated_read import CuratedVersion, clear_work_dir, fetch_tables, resolve_curated
 from .drift_report import DEFAULT_COLUMN_THRESHOLD, DEFAULT_DRIFT_SHARE, DEFAULT_STATTEST
 from .errors import JobError
@@ -185,13 +184,7 @@ def run_drift(s: DriftSettings, st: DriftRunState, events: EventLog) -> None:
         st.status = "would_report"
         events(st.status, run=st.run)
         return
-    work = Path(s.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    with open(work / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise JobError(f"another {DRIFT_PROG} run holds {work}/.lock; wait for it to finish") from e
+    with work_dir_locked(s.work_dir, DRIFT_PROG) as work:
         _report_and_write(s, st, tr, mv, bucket, ref_cv, current, events, work)
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import fcntl
 import os
 import re
 import shutil
@@ -53,8 +52,9 @@ from . import ieee_schema as S
 from . import layout
 from .aws import S3Bucket, make_client
 from .checksums import file_sha256
-from .cli import EXIT_USAGE, env, fail
+from .cli import EXIT_USAGE, env, fail, work_dir_locked
 from .curate import DEFAULT_MAX_BAD_FRACTION, TableResult, combined_fraud_rate, curate_file, row_totals
+from .curated_read import clear_work_dir
 from .errors import JobError
 from .job_flags import add_lake_flags
 from .manifest import RawObject, RunRecord, build_manifest, code_version, dataset_version, manifest_complete
@@ -210,16 +210,8 @@ def run_ingest(s: IngestSettings, st: IngestRunState, events: EventLog) -> None:
         events(st.action, version=version)
         return
 
-    work = Path(s.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    with open(work / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise JobError(f"another {INGEST_PROG} run holds {work}/.lock; wait for it to finish") from e
-        for other in work.iterdir():  # only the current version's files are worth keeping across runs
-            if other.is_dir() and other.name != version:
-                shutil.rmtree(other, ignore_errors=True)
+    with work_dir_locked(s.work_dir, INGEST_PROG) as work:
+        clear_work_dir(work, version)
         _build(s, st, events, bucket, work / version)
 
 

@@ -28,7 +28,6 @@ The last line on stdout is one JSON summary (``changed``, ``status``, ``model_ve
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import re
 import shutil
@@ -45,7 +44,7 @@ from . import layout, model_store
 from . import tracking as T
 from .aws import S3Bucket, make_client
 from .checksums import code_version_of, file_sha256
-from .cli import EXIT_USAGE, env, fail
+from .cli import EXIT_USAGE, env, fail, work_dir_locked
 from .curated_read import CuratedVersion, clear_work_dir, fetch_tables, resolve_curated
 from .errors import JobError
 from .job_flags import add_lake_flags, add_model_choice, add_registry_flags, run_fields
@@ -145,13 +144,7 @@ def run_score(s: ScoreSettings, st: ScoreRunState, events: EventLog) -> None:
         events(st.status, manifest=st.manifest_key)
         return
 
-    work = Path(s.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    with open(work / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise JobError(f"another {SCORE_PROG} run holds {work}/.lock; wait for it to finish") from e
+    with work_dir_locked(s.work_dir, SCORE_PROG) as work:
         _score_and_write(s, st, tr, mv, bucket, cv, events, work)
 
 

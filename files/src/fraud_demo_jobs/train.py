@@ -29,7 +29,6 @@ Events go to CloudWatch Logs (stream ``train/<run-id>``), metrics to ``--metrics
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import math
@@ -40,13 +39,12 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from . import gate as G
 from . import tracking as T
 from .aws import S3Bucket, make_client
 from .checksums import code_version_of
-from .cli import EXIT_USAGE, env, fail
+from .cli import EXIT_USAGE, env, fail, work_dir_locked
 from .curated_read import resolve_curated
 from .errors import JobError
 from .features import SplitSpec
@@ -161,13 +159,7 @@ def run_train(s: TrainSettings, st: TrainRunState, events: EventLog) -> None:
         events(st.action, dataset_version=cv.version)
         return
 
-    work = Path(s.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    with open(work / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise JobError(f"another {TRAIN_PROG} run holds {work}/.lock; wait for it to finish") from e
+    with work_dir_locked(s.work_dir, TRAIN_PROG) as work:
         st.orphans_completed = tr.finish_committed_orphans(st.experiment_id, TRAIN_JOB, s.model_name)
         st.orphans = tr.fail_orphans(st.experiment_id, TRAIN_JOB, s.model_name)
         if st.orphans:
