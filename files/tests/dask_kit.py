@@ -75,7 +75,8 @@ def make_host_cert(directory: Path, ca: tuple, name: str, expired: bool = False)
     )
     (directory / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(key, directory / f"{name}.key")
-    return {"ca": str(directory / "ca.pem"), "cert": str(directory / f"{name}.pem"), "key": str(directory / f"{name}.key")}
+    paths = {"ca": directory / "ca.pem", "cert": directory / f"{name}.pem", "key": directory / f"{name}.key"}
+    return {k: str(v) for k, v in paths.items()}
 
 
 def tls_args(tls: dict[str, str]) -> list[str]:
@@ -99,7 +100,7 @@ def start_worker(tls: dict[str, str], scheduler: str, name: str, log: Path, nthr
 
 
 def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
-    out = open(log, "w")  # noqa: SIM115 -- the process's log for its lifetime
+    out = open(log, "w")  # the process's log, open for its lifetime
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dask_env(), start_new_session=True)
 
 

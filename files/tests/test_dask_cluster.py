@@ -41,7 +41,7 @@ def test_a_client_without_a_certificate_is_refused(cluster):
     ctx.check_hostname = False
     host, port = cluster["scheduler"].removeprefix("tls://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as raw, ctx.wrap_socket(raw) as s:
-        with pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED|certificate required"):
+        with pytest.raises(ssl.SSLError, match=r"CERTIFICATE_REQUIRED|certificate required"):
             s.sendall(b"x" * 16)
             s.recv(1024)
 
@@ -120,8 +120,7 @@ def test_a_worker_lost_while_watched_fails_naming_it(cluster):
                 kill(w2, signal.SIGKILL)
                 DC.run_watched(client, watch, "training", hang)
         assert time.monotonic() - started < 30
-        assert str(e.value).startswith("Dask worker w2 (tls://127.0.0.1:") and "left the cluster during training" in str(
-            e.value
-        )
+        msg = str(e.value)
+        assert msg.startswith("Dask worker w2 (tls://127.0.0.1:") and "left the cluster during training" in msg
     finally:
         kill(w2)
