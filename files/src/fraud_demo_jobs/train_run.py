@@ -120,6 +120,7 @@ def train_and_register(
     vdir: Path,
 ) -> None:
     clear_work_dir(vdir.parent, cv.version)
+    vdir.mkdir(parents=True, exist_ok=True)
     with _backend(s, st, bucket, cv, events, vdir) as backend:
         t = time.monotonic()
         st.split = backend.split()
