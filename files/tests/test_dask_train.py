@@ -91,7 +91,7 @@ def test_the_dask_feature_state_equals_the_local_one(lake, cluster, tmp_path):
         region="us-east-1", backend="dask", dask=dask,
     )  # fmt: skip
     st = tj.TrainRunState(job_run_id="t")
-    with DaskTraining(settings, st, cv, EventLog("t", "train", "t", DATASET)) as backend:
+    with DaskTraining(settings, st, bucket, cv, EventLog("t", "train", "t", DATASET)) as backend:
         assert backend.split() == local_split.bounds()
         remote = backend.fit_state()
         holdout = backend.parts.holdout

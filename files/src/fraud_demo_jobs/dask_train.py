@@ -35,6 +35,7 @@ from . import dask_cluster as DC
 from . import features as F
 from . import ieee_contract as C
 from . import modeling as M
+from .aws import S3Bucket
 from .curated_read import CuratedVersion
 from .errors import JobError
 from .telemetry import EventLog
@@ -50,8 +51,8 @@ PARTITIONS_PER_WORKER = 2  # at least this many training partitions per worker, 
 class DaskTraining:
     """One training on the cluster: ``with DaskTraining(...) as b: b.split(); b.fit()`` (train_run drives it)."""
 
-    def __init__(self, s: TrainSettings, st: TrainRunState, cv: CuratedVersion, events: EventLog):
-        self.s, self.st, self.cv, self.events = s, st, cv, events
+    def __init__(self, s: TrainSettings, st: TrainRunState, bucket: S3Bucket, cv: CuratedVersion, events: EventLog):
+        self.s, self.st, self.bucket, self.cv, self.events = s, st, bucket, cv, events
         self.d = s.dask
         self.client = None
         self.workers: dict[str, str] = {}
@@ -125,10 +126,7 @@ class DaskTraining:
     def _checked_object(self, entry: dict) -> dict:
         """The object's HeadObject, checked against the manifest: its size, and its SHA-256 when S3 has one for
         the whole object (a single-part upload); the workers then read that very version."""
-        from .aws import S3Bucket, make_client
-
-        bucket = S3Bucket(make_client("s3", self.s.endpoint_url, self.s.region), self.s.bucket)
-        head = bucket.head(entry["key"]) or {}
+        head = self.bucket.head(entry["key"]) or {}
         checksum = head.get("ChecksumSHA256") or ""
         same_sha = "-" in checksum or not checksum or base64.b64decode(checksum).hex() == entry["sha256"]
         if head.get("ContentLength") != int(entry["bytes"]) or not same_sha:

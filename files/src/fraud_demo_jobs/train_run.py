@@ -106,7 +106,7 @@ def _backend(s: TrainSettings, st: TrainRunState, bucket: S3Bucket, cv: CuratedV
     if s.backend == DASK:
         from .dask_train import DaskTraining
 
-        return DaskTraining(s, st, cv, events)
+        return DaskTraining(s, st, bucket, cv, events)
     return LocalTraining(s, st, bucket, cv, vdir)
 
 
