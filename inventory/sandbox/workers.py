@@ -3,7 +3,7 @@
 
 Group fraud_demo_workers gets sandbox-worker-i for every .sandbox/worker-i/env that `up` wrote (it is removed
 when the worker stops), with the address and port from that file. The connection settings they share with
-sandbox-node are in hosts.yml (group sandbox_hosts).
+sandbox-node are in hosts.yml (group fraud_demo_cluster).
 """
 
 from __future__ import annotations
