@@ -95,7 +95,8 @@ def start_scheduler(tls: dict[str, str], port: int, log: Path) -> subprocess.Pop
 
 def start_worker(tls: dict[str, str], scheduler: str, name: str, log: Path, nthreads: int = 1) -> subprocess.Popen:
     cmd = [str(DASK), "worker", scheduler, "--name", name, "--host", "127.0.0.1", "--nthreads", str(nthreads)]
-    cmd += ["--no-dashboard", "--memory-limit", "0"]
+    # The preload imports the jobs package (pandas, pyarrow, LightGBM) at the worker's start, not in its first task.
+    cmd += ["--no-dashboard", "--memory-limit", "0", "--preload", "fraud_demo_jobs.dask_train"]
     return _spawn([*cmd, *tls_args(tls)], log)
 
 

@@ -17,6 +17,10 @@ objects its manifest names (checked against the manifest's sha256), and:
    champion, re-scored on this same holdout, by at least ``--min-auc-gain``; else alias ``challenger`` and the
    reason; then backs the registry database up to ``s3://<bucket>/registry/`` (``--registry-db``).
 
+Backends (``--backend``, ``fraud_demo_jobs.train_backend``): ``local`` does all of it in this process; ``dask`` does
+steps 1-2 on a Dask cluster (``fraud_demo_jobs.dask_train``: the same split, feature state and parameters) and the
+rest here, with the same code.
+
 Idempotent: a run is keyed by (dataset version, code version, settings); when a FINISHED run with that key exists,
 nothing is trained (``unchanged``). ``--check`` only reads and says ``would_train`` or ``unchanged``.
 

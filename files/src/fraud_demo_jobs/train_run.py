@@ -106,7 +106,7 @@ def _backend(s: TrainSettings, st: TrainRunState, bucket: S3Bucket, cv: CuratedV
     if s.backend == DASK:
         from .dask_train import DaskTraining
 
-        return DaskTraining(s, st, cv, events)
+        return DaskTraining(s, st, bucket, cv, events)
     return LocalTraining(s, st, bucket, cv, vdir)
 
 
@@ -120,6 +120,7 @@ def train_and_register(
     vdir: Path,
 ) -> None:
     clear_work_dir(vdir.parent, cv.version)
+    vdir.mkdir(parents=True, exist_ok=True)
     with _backend(s, st, bucket, cv, events, vdir) as backend:
         t = time.monotonic()
         st.split = backend.split()
