@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # make e2e: the end-to-end tests on two sandboxes side by side, so the suite takes about the time of its longest
-# part instead of the sum. tests/sandbox/test_ml.py (every ML stage on its own fresh node: ~half of the suite)
-# runs in a copy of this checkout with its own emulator and node on other loopback addresses; the other tests run
-# here, on the sandbox `make sandbox-up` started. Each test still gets an emulator and a node to itself.
+# part instead of the sum. tests/sandbox/test_ml.py (every ML stage on its own fresh node) and test_dask.py (the
+# Dask backend on the node + a worker node) — about half of the suite — run in a copy of this checkout with its own
+# emulator and nodes on other loopback addresses; the other tests run here, on the sandbox `make sandbox-up`
+# started. Each test still gets an emulator and a node to itself.
 #   scripts/e2e.sh [pytest args for both runs]       (the sandbox of this checkout must be up)
 # The copy shares this checkout's .venv and collections and hard-links its node caches; its log is printed
 # when both runs are done, and its sandbox is stopped whatever happened.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APART=${FRAUD_DEMO_E2E_APART:-tests/sandbox/test_ml.py}
+# Space-separated test files for the second sandbox.
+APART=${FRAUD_DEMO_E2E_APART:-tests/sandbox/test_ml.py tests/sandbox/test_dask.py}
+read -r -a APART_FILES <<<"$APART"
 COPY=.cache/e2e-copy
 # The copy's sandbox (this checkout's: the defaults 5055 / 127.0.0.2 / 2222, or what the caller exported).
 SECOND_PORT=${FRAUD_DEMO_E2E_SANDBOX_PORT:-5065}
@@ -46,15 +49,17 @@ for cache in node node-pip jobs-wheel; do
 done
 trap stop_copy EXIT
 
-log "test_ml.py on a second sandbox (emulator 127.0.0.1:$SECOND_PORT, node $SECOND_ADDR:$SECOND_SSH), the rest here"
+log "$APART on a second sandbox (emulator 127.0.0.1:$SECOND_PORT, node $SECOND_ADDR:$SECOND_SSH), the rest here"
 in_copy scripts/sandbox.sh up >"$COPY.log" 2>&1 && in_copy scripts/sandbox-node.sh up >>"$COPY.log" 2>&1 &&
   in_copy bash -c 'set -a && . .sandbox/env && set +a && exec .venv/bin/python -m pytest "$@"' e2e \
-    -m "sandbox or sandbox_node" "$APART" "$@" >>"$COPY.log" 2>&1 &
+    -m "sandbox or sandbox_node" "${APART_FILES[@]}" "$@" >>"$COPY.log" 2>&1 &
 apart=$!
 
 status=0
+ignore=()
+for file in "${APART_FILES[@]}"; do ignore+=(--ignore="$file"); done
 (set -a && . .sandbox/env && set +a && exec .venv/bin/python -m pytest -m "sandbox or sandbox_node" \
-  --ignore="$APART" "$@") || status=$?
+  "${ignore[@]}" "$@") || status=$?
 apart_status=0
 wait "$apart" || apart_status=$?
 

@@ -117,3 +117,13 @@ def on_node(command):
 def one_line(text):
     """Ansible folds long messages over lines; compare messages with whitespace collapsed."""
     return " ".join(text.split())
+
+
+def wait_for(predicate, timeout, what):
+    """Poll predicate() every second until it is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    pytest.fail(f"{what} did not happen within {timeout} s")

@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from conftest import ROOT, on_node, one_line
+from conftest import ROOT, on_node, one_line, wait_for
 from fraud_demo_jobs import layout
 from loadgen import run_load
 from mlflow.tracking import MlflowClient
@@ -130,16 +130,6 @@ def drift_summaries(s3, bucket):
         for key in keys
         if key.endswith("/" + layout.DRIFT_SUMMARY)
     }
-
-
-def wait_for(predicate, timeout, what):
-    """Poll predicate() every second until it is true; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    pytest.fail(f"{what} did not happen within {timeout} s")
 
 
 def prediction_objects(s3, bucket, model_version):
