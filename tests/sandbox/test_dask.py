@@ -124,7 +124,9 @@ def test_dask_backend_trains_like_local_reruns_clean_survives_a_lost_worker_and_
     wait_for(lambda: fit_started(logs, names.log_group) or not thread.is_alive(), 600, "the Dask fit")
     assert thread.is_alive(), result
     time.sleep(2)
-    on_worker(f"systemctl kill --signal=KILL {WORKER_UNIT}")
+    # SIGKILL to the worker and its nanny (systemctl kill cannot signal a unit's processes inside systemd-nspawn here:
+    # "Failed to send signal SIGKILL to auxiliary processes: Input/output error").
+    on_worker(f"p=$(systemctl show -p MainPID --value {WORKER_UNIT}); kill -KILL $(pgrep -P $p) $p")
     thread.join()
     lost = result["run"]
     assert lost.rc != 0, lost
