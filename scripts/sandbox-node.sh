@@ -525,6 +525,10 @@ stop_node() {
   if [ -e "$ROOTFS" ]; then
     rm -rf --one-file-system "$ROOTFS" || die "cannot remove $ROOTFS"
   fi
+  if [ -s "$STATE_DIR/lo-address" ]; then
+    ip addr del "$(cat "$STATE_DIR/lo-address")/32" dev lo 2>/dev/null || true
+    rm -f "$STATE_DIR/lo-address"
+  fi
   rm -f "$PID_FILE" "$INIT_FILE" "$ENV_FILE" "$SSH_CONFIG"
 }
 
@@ -582,6 +586,16 @@ fill_wheelhouse() {
   fi
 }
 
+# A worker's 127.0.X.i is reachable through lo without being one of its addresses, but LightGBM's Dask training
+# finds "itself" among the host's interface addresses ("Machine list file doesn't contain the local machine"
+# otherwise): a worker's address is put on lo while it runs (the nodes share the host's network), and taken off
+# by stop_node. The node's own address needs none (it runs no LightGBM worker).
+own_loopback_address() {
+  [ "$INDEX" -gt 0 ] || return 0
+  ip -4 -o addr show dev lo | grep -q " $ADDR/" && return 0
+  ip addr add "$ADDR/32" dev lo && printf '%s\n' "$ADDR" >"$STATE_DIR/lo-address"
+}
+
 boot_node() {
   local image=$1 abs pid t0 t1 deadline child
   abs=$(realpath -m "$ROOTFS")
@@ -613,6 +627,7 @@ boot_node() {
   fi
   : >"$CONSOLE_LOG"
   rm -f "$PID_FILE"
+  own_loopback_address
   t1=$(date +%s.%N)
   # New session, stdin from /dev/null, lock fd closed: the node outlives this script and ignores ^C here.
   # shellcheck disable=SC2016 # $$ and $1 belong to the inner bash

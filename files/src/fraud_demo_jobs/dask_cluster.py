@@ -103,11 +103,13 @@ class WorkerWatch:
     scheduler's remove-worker event is kept), so a training that would hang or be rescheduled fails instead."""
 
     TOPIC = "all"
+    CHECK_EVERY = 2.0  # seconds between two questions to the scheduler
 
     def __init__(self, client, workers: dict[str, str]):
         self.client = client
         self.workers = dict(workers)  # address -> name, as at the start
         self.lost: dict[str, str] = {}
+        self._checked = -self.CHECK_EVERY
 
     def __enter__(self) -> WorkerWatch:
         self.client.subscribe_topic(self.TOPIC, self._on_event)
@@ -125,10 +127,16 @@ class WorkerWatch:
                 self.lost[address] = self.workers[address]
 
     def check(self) -> None:
-        """Record watched workers no longer known to the scheduler (a backup for a missed event)."""
+        """Record watched workers no longer known to the scheduler (a backup for a missed event). Asks the
+        scheduler itself, at most every CHECK_EVERY seconds: the client's cached scheduler_info() can lag behind
+        or come back partial on a loaded machine, which once failed a healthy training."""
+        now = time.monotonic()
+        if now - self._checked < self.CHECK_EVERY:
+            return
+        self._checked = now
         try:
-            current = set(worker_names(self.client))
-        except Exception:  # the scheduler itself gone: the training fails on its own
+            current = set(self.client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.workers)))
+        except Exception:  # the scheduler slow or gone: the events (or the training's own error) decide
             return
         for address, name in self.workers.items():
             if address not in current:
@@ -165,6 +173,7 @@ def run_watched(client, watch: WorkerWatch, what: str, fn: Callable[[], R], poll
             raise JobError(watch.message(what))
     if "error" in result:
         time.sleep(poll)  # the remove-worker event may trail the error it caused
+        watch._checked = -watch.CHECK_EVERY
         watch.check()
         if watch.lost:
             raise JobError(watch.message(what)) from result["error"]

@@ -26,6 +26,7 @@ registered, and the next run trains again.
 from __future__ import annotations
 
 import base64
+import threading
 import time
 
 import numpy as np
@@ -45,6 +46,7 @@ CONNECT_TIMEOUT = 30.0
 # The columns FeatureState.fit reads besides the text and frequency columns (the key parts and the aggregated
 # values); the equality test with the local backend's state guards this list.
 FIT_COLUMNS = (F.DT, C.KEY, C.LABEL, "TransactionAmt", "card1", "addr1", "D1", *F.AGG_VALUES, *F.FREQUENCY_COLUMNS)
+_TRANSFORM_LOCK = threading.Lock()
 PARTITIONS_PER_WORKER = 2  # at least this many training partitions per worker, so each one holds some
 
 
@@ -128,7 +130,10 @@ class DaskTraining:
         the whole object (a single-part upload); the workers then read that very version."""
         head = self.bucket.head(entry["key"]) or {}
         checksum = head.get("ChecksumSHA256") or ""
-        same_sha = "-" in checksum or not checksum or base64.b64decode(checksum).hex() == entry["sha256"]
+        # A multipart object's checksum is of its parts, not of the file (the sandbox's emulator leaves out
+        # AWS's "-N" suffix): only a single-part object's is compared with the manifest's sha256.
+        multipart = "-" in (head.get("ETag") or "") or head.get("ChecksumType") == "COMPOSITE" or "-" in checksum
+        same_sha = multipart or not checksum or base64.b64decode(checksum).hex() == entry["sha256"]
         if head.get("ContentLength") != int(entry["bytes"]) or not same_sha:
             raise JobError(
                 f"s3://{self.s.bucket}/{entry['key']} does not match its manifest (size or sha256): the curated "
@@ -193,6 +198,11 @@ class DaskTraining:
             w_train = train[F.DT].map_partitions(_weights, newest, hl, meta=(F.DT, "f8"))
         X_valid, y_valid = self._get(valid.map_partitions(_transform, shared, meta=meta), valid[C.LABEL])
         X_train, y_train, *w = self.client.persist([X_train, y_train, *([w_train] if w_train is not None else [])])
+        # Partitions outside the train window are empty after the filter, and LightGBM refuses an empty part.
+        rows = self._get(y_train.map_partitions(len))
+        keep = [i for i, n in enumerate(rows) if n > 0]
+        X_train, y_train = X_train.partitions[keep], y_train.partitions[keep]
+        w = [w[0].partitions[keep]] if w else []
         return X_train, y_train, (w[0] if w else None), X_valid, y_valid.to_numpy()
 
     def _fit_lgbm(self, state: F.FeatureState, X, y, w):
@@ -238,8 +248,11 @@ def _in_time_order(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _transform(part: pd.DataFrame, state: F.FeatureState) -> pd.DataFrame:
-    """A partition's features (on a worker); its index kept so it lines up with the labels."""
-    out = state.transform(part)
+    """A partition's features (on a worker); its index kept so it lines up with the labels. One partition at a
+    time per worker process: the worker's threads share one state, whose lookup tables are built lazily (two threads
+    building them at once failed with pandas' InvalidIndexError)."""
+    with _TRANSFORM_LOCK:
+        out = state.transform(part)
     out.index = part.index
     return out
 
