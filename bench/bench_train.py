@@ -184,7 +184,7 @@ def main() -> None:
                 print(kind, json.dumps({k: v for k, v in r.items() if k != "bounds"}), flush=True)
                 if args.json:
                     with open(args.json, "a") as f:
-                        f.write(json.dumps({"model": kind, "rows": args.rows, "scale": args.scale, **r}) + "\n")
+                        f.write(json.dumps({"model": kind, "rows_1x": args.rows, "scale": args.scale, **r}) + "\n")
     runs = {kind: [r for r in results if not r["oom_killed"]] for kind, results in runs.items()}
     print()
     print(
