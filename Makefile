@@ -35,11 +35,11 @@ apt-packages:
 setup: $(VENV)/.installed collections/.installed apt-packages  ## build .venv, install collections and packages (quiet when done)
 	@:
 
-sandbox-up: setup  ## start the local AWS emulator and the disposable node; writes .sandbox/env
+sandbox-up: setup  ## start the local AWS emulator and the disposable node (FRAUD_DEMO_NODES=N: plus N-1 workers); writes .sandbox/env
 	@scripts/sandbox.sh up
 	@scripts/sandbox-node.sh up
 
-sandbox-down:  ## stop the sandbox (emulated resources and the node are gone)
+sandbox-down:  ## stop the sandbox (emulated resources, the node and every worker are gone)
 	@scripts/sandbox-node.sh down
 	@scripts/sandbox.sh down
 

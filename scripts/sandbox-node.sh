@@ -6,12 +6,18 @@
 # logs in with a key kept under .cache/node/ssh/. Every `up` restores a fresh tree from the cached image.
 #
 #   scripts/sandbox-node.sh build       build .cache/node/image-<hash>.tar.zst unless it is already there
-#   scripts/sandbox-node.sh up          boot the node (builds the image first if needed); no-op when running
-#   scripts/sandbox-node.sh down        stop the node and remove its tree; keeps the image and the key
-#   scripts/sandbox-node.sh status      print running/stopped; exit 0 running, 3 stopped, 1 running but no sshd
-#   scripts/sandbox-node.sh ssh [CMD]   ssh into the node as ubuntu
+#   scripts/sandbox-node.sh up          boot the node and its workers (builds the image first if needed); no-op
+#                                       for those already running
+#   scripts/sandbox-node.sh down        stop the node and every worker; remove their trees; keeps the image and key
+#   scripts/sandbox-node.sh status      print running/stopped (a line per worker); exit 0 running, 3 stopped,
+#                                       1 running but no sshd (or a worker down)
+#   scripts/sandbox-node.sh ssh [--worker I] [CMD]   ssh into the node (or worker I) as ubuntu
 #
-# Environment: FRAUD_DEMO_NODE_ADDR (127.0.0.2), FRAUD_DEMO_NODE_PORT (2222),
+# Workers (Dask scale-out): FRAUD_DEMO_NODES=N (1) boots the node plus N-1 worker nodes from the same image.
+# Worker i of a node at 127.0.0.X listens on 127.0.X.i, same SSH port and key; machine fraud-demo-worker-i,
+# state .sandbox/worker-i/. A worker that fails to boot stops everything this `up` started.
+#
+# Environment: FRAUD_DEMO_NODE_ADDR (127.0.0.2), FRAUD_DEMO_NODE_PORT (2222), FRAUD_DEMO_NODES (1),
 #              FRAUD_DEMO_NODE_BOOT_TIMEOUT (30 s), FRAUD_DEMO_NODE_STOP_TIMEOUT (15 s),
 #              FRAUD_DEMO_NODE_TMPFS (unset; e.g. 8G: keep the node's tree in a tmpfs of that size, in RAM),
 #              FRAUD_DEMO_NODE_PIP_CACHE (.cache/node-pip; empty: none): a host directory bind-mounted into every
@@ -39,6 +45,7 @@ MASKED_UNITS=(
   apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service
   fstrim.timer e2scrub_all.timer e2scrub_reap.service
 )
+# The image's hostname (part of its hash); each booted node gets its own name (select_node).
 MACHINE=fraud-demo-node
 # apt.conf.d snippets worth copying into the node: how to reach the archive (proxies, TLS, snapshot validity).
 APT_ACQUIRE_RE='^[^#/]*(Proxy|Acquire::(https?|ftp)::|Check-Valid-Until|Check-Date)'
@@ -47,21 +54,45 @@ NODE_UID=1000
 
 CACHE_DIR=.cache/node
 KEY=$CACHE_DIR/ssh/id_ed25519
-STATE_DIR=.sandbox/node
-ROOTFS=$STATE_DIR/rootfs
-PID_FILE=$STATE_DIR/pid
-INIT_FILE=$STATE_DIR/init
-CONSOLE_LOG=$STATE_DIR/console.log
-ENV_FILE=$STATE_DIR/env
-SSH_CONFIG=$STATE_DIR/ssh_config
+# One lock for the node and its workers.
+LOCK_DIR=.sandbox/node
 
-ADDR=${FRAUD_DEMO_NODE_ADDR:-127.0.0.2}
-PORT=${FRAUD_DEMO_NODE_PORT:-2222}
+NODE_ADDR=${FRAUD_DEMO_NODE_ADDR:-127.0.0.2}
+NODE_PORT=${FRAUD_DEMO_NODE_PORT:-2222}
+NODES=${FRAUD_DEMO_NODES:-1}
 BOOT_TIMEOUT=${FRAUD_DEMO_NODE_BOOT_TIMEOUT:-30}
 STOP_TIMEOUT=${FRAUD_DEMO_NODE_STOP_TIMEOUT:-15}
 TMPFS_SIZE=${FRAUD_DEMO_NODE_TMPFS:-}
 PIP_CACHE=${FRAUD_DEMO_NODE_PIP_CACHE-.cache/node-pip}
 NODE_PIP_CACHE=/var/cache/fraud-demo-pip
+
+# Which node the functions below act on: 0 = the node, i = worker i. Sets its name, address and state files.
+select_node() {
+  INDEX=$1
+  if [ "$INDEX" -eq 0 ]; then
+    NAME=$MACHINE LABEL=node STATE_DIR=.sandbox/node ADDR=$NODE_ADDR
+  else
+    NAME=fraud-demo-worker-$INDEX LABEL=worker-$INDEX STATE_DIR=.sandbox/worker-$INDEX
+    ADDR=127.0.${NODE_ADDR##*.}.$INDEX
+  fi
+  PORT=$NODE_PORT
+  ROOTFS=$STATE_DIR/rootfs
+  PID_FILE=$STATE_DIR/pid
+  INIT_FILE=$STATE_DIR/init
+  CONSOLE_LOG=$STATE_DIR/console.log
+  ENV_FILE=$STATE_DIR/env
+  SSH_CONFIG=$STATE_DIR/ssh_config
+}
+select_node 0
+
+# Indexes of the workers that have (or had) state under .sandbox/, whatever FRAUD_DEMO_NODES is now.
+found_workers() {
+  local d
+  for d in .sandbox/worker-*; do
+    [[ $d =~ ^\.sandbox/worker-([0-9]+)$ ]] && [ -d "$d" ] && printf '%s\n' "${BASH_REMATCH[1]}"
+  done | sort -n
+  return 0
+}
 
 log() { printf 'sandbox-node: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -106,13 +137,19 @@ validate_endpoint() {
     127.*) ;;
     *) log "WARNING: FRAUD_DEMO_NODE_ADDR=$ADDR is not a loopback address; the node's sshd shares the host network" ;;
   esac
+  if ! [[ $NODES =~ ^[0-9]+$ ]] || [ "$NODES" -lt 1 ] || [ "$NODES" -gt 255 ]; then
+    die "FRAUD_DEMO_NODES=$NODES is not a number of nodes from 1 to 255 (the node plus its workers)"
+  fi
+  if [ "$NODES" -gt 1 ] && ! [[ $ADDR =~ ^127\.0\.0\.([1-9][0-9]{0,2})$ && ${BASH_REMATCH[1]} -le 255 ]]; then
+    die "FRAUD_DEMO_NODES=$NODES needs the node on 127.0.0.X (its workers use 127.0.X.i); FRAUD_DEMO_NODE_ADDR=$ADDR"
+  fi
 }
 
 # Serialise build/up/down. The lock fd is closed for the node itself (see boot_node).
 take_lock() {
-  mkdir -p "$STATE_DIR"
-  exec 9>"$STATE_DIR/lock"
-  flock -w 300 9 || die "another sandbox-node.sh is still running (lock $STATE_DIR/lock)"
+  mkdir -p "$LOCK_DIR"
+  exec 9>"$LOCK_DIR/lock"
+  flock -w 300 9 || die "another sandbox-node.sh is still running (lock $LOCK_DIR/lock)"
 }
 
 # ------------------------------------------------------------------------------------------ image inputs
@@ -451,6 +488,12 @@ ssh_ok() {
 
 port_in_use() { (exec 3<>"/dev/tcp/$ADDR/$PORT") 2>/dev/null; }
 
+port_free() {
+  if port_in_use; then
+    die "something else already listens on $ADDR:$PORT ($LABEL); stop it or set FRAUD_DEMO_NODE_ADDR/FRAUD_DEMO_NODE_PORT"
+  fi
+}
+
 # ------------------------------------------------------------------------------------------ up / down
 
 stop_node() {
@@ -460,12 +503,12 @@ stop_node() {
   for pid in $pids; do
     is_nspawn "$pid" || continue
     # nspawn turns SIGTERM into an orderly poweroff of the booted container (SIGRTMIN+4 to its PID 1).
-    log "stopping the node (systemd-nspawn pid $pid)"
+    log "stopping $LABEL (systemd-nspawn pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     deadline=$((SECONDS + STOP_TIMEOUT))
     while alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
     if alive "$pid"; then
-      log "node did not power off within ${STOP_TIMEOUT}s; killing it"
+      log "$LABEL did not power off within ${STOP_TIMEOUT}s; killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
@@ -473,7 +516,7 @@ stop_node() {
   # nspawn killed with SIGKILL leaves its container running).
   deadline=$((SECONDS + 10))
   while pids=$(container_pids) && [ -n "$pids" ]; do
-    [ $SECONDS -ge $deadline ] && die "processes of the node survive SIGKILL: $(tr '\n' ' ' <<<"$pids")"
+    [ $SECONDS -ge $deadline ] && die "processes of $LABEL survive SIGKILL: $(tr '\n' ' ' <<<"$pids")"
     # shellcheck disable=SC2086 # a list of pids
     kill -KILL $pids 2>/dev/null || true
     sleep 0.1
@@ -495,8 +538,8 @@ FRAUD_DEMO_NODE_USER=$NODE_USER
 FRAUD_DEMO_NODE_KEY=$key_abs
 EOF
   cat >"$SSH_CONFIG" <<EOF
-# Written by scripts/sandbox-node.sh up; use: ssh -F $SSH_CONFIG $MACHINE
-Host $MACHINE
+# Written by scripts/sandbox-node.sh up; use: ssh -F $SSH_CONFIG $NAME
+Host $NAME
   HostName $ADDR
   Port $PORT
   User $NODE_USER
@@ -549,9 +592,11 @@ boot_node() {
     mount -t tmpfs -o "mode=0755,size=$TMPFS_SIZE" fraud-demo-node "$ROOTFS"
   fi
   zstd -dcq "$image" | tar --numeric-owner -xpf - -C "$ROOTFS"
-  # The key and the listen address may differ from those baked into the image.
+  # The key, the listen address and the name may differ from those baked into the image.
   install_authorized_key "$ROOTFS"
   write_sshd_config "$ROOTFS"
+  printf '%s\n' "$NAME" >"$ROOTFS/etc/hostname"
+  sed -i "s/[[:space:]]$MACHINE\$/\t$NAME/" "$ROOTFS/etc/hosts"
   local bind=()
   if [ -n "$PIP_CACHE" ]; then
     # Sandbox only (the image and the AWS path have none of it): the job user's pip finds the pinned wheels
@@ -573,7 +618,7 @@ boot_node() {
   # shellcheck disable=SC2016 # $$ and $1 belong to the inner bash
   setsid --fork bash -c 'echo $$ >"$1"; shift; exec "$@"' sandbox-node "$PID_FILE" \
     systemd-nspawn --boot --register=no --keep-unit --link-journal=no --resolv-conf=replace-host \
-    --console=read-only --machine="$MACHINE" "${bind[@]}" -D "$abs" \
+    --console=read-only --machine="$NAME" "${bind[@]}" -D "$abs" \
     </dev/null >>"$CONSOLE_LOG" 2>&1 9>&-
   deadline=$((SECONDS + 5))
   until [ -s "$PID_FILE" ]; do
@@ -581,25 +626,64 @@ boot_node() {
     sleep 0.05
   done
   pid=$(cat "$PID_FILE")
-  log "booting $MACHINE (systemd-nspawn pid $pid, console $CONSOLE_LOG)"
+  log "booting $NAME (systemd-nspawn pid $pid, console $CONSOLE_LOG)"
   deadline=$((SECONDS + BOOT_TIMEOUT))
   until ssh_ok; do
     if ! alive "$pid"; then
       tail -n 30 "$CONSOLE_LOG" >&2
       stop_node
-      die "the node exited during boot; its console is above (full log: $CONSOLE_LOG)"
+      die "$LABEL exited during boot; its console is above (full log: $CONSOLE_LOG)"
     fi
     if [ $SECONDS -ge $deadline ]; then
       tail -n 30 "$CONSOLE_LOG" >&2
       stop_node
-      die "sshd on $ADDR:$PORT did not answer within ${BOOT_TIMEOUT}s; node stopped (console above)"
+      die "sshd on $ADDR:$PORT did not answer within ${BOOT_TIMEOUT}s; $LABEL stopped (console above)"
     fi
     sleep 0.2
   done
   child=$(children_of "$pid" | head -n 1)
   if [ -n "$child" ]; then proc_identity "$child" >"$INIT_FILE"; fi
   write_access_files
-  log "node up in $(awk -v a="$t0" -v b="$t1" -v c="$(date +%s.%N)" 'BEGIN { printf "%.1f s (restore %.1f s, boot %.1f s)", c - a, b - a, c - b }'): ssh -F $SSH_CONFIG $MACHINE  (or: $0 ssh)"
+  log "$LABEL up in $(awk -v a="$t0" -v b="$t1" -v c="$(date +%s.%N)" 'BEGIN { printf "%.1f s (restore %.1f s, boot %.1f s)", c - a, b - a, c - b }'): ssh -F $SSH_CONFIG $NAME  (or: $0 ssh$(worker_flag))"
+}
+
+# " --worker I" for a worker, nothing for the node: how to name it to `ssh`.
+worker_flag() { [ "$INDEX" -eq 0 ] || printf ' --worker %s' "$INDEX"; }
+
+# Boot the selected node unless it already runs; BOOTED lists the nodes this `up` booted.
+up_one() {
+  local pid want_addr=$ADDR want_port=$PORT
+  pid=$(node_pid)
+  if [ -n "$pid" ]; then
+    load_running_endpoint
+    if ssh_ok; then
+      [ "$want_addr:$want_port" = "$ADDR:$PORT" ] \
+        || log "WARNING: $LABEL listens on $ADDR:$PORT, not $want_addr:$want_port; run '$0 down' first to change it"
+      echo "$LABEL already running (pid $pid, ssh $NODE_USER@$ADDR -p $PORT)"
+      return 0
+    fi
+    log "$LABEL process $pid is alive but sshd on $ADDR:$PORT does not answer; restarting it"
+  elif [ -e "$PID_FILE" ] || [ -e "$ROOTFS" ]; then
+    log "cleaning up after a $LABEL that is gone (stale $PID_FILE / $ROOTFS)"
+  fi
+  stop_node
+  ADDR=$want_addr PORT=$want_port
+  port_free
+  BOOTED+=("$INDEX")
+  boot_node "$IMAGE"
+}
+
+# On a failed `up`: stop the nodes it booted, so nothing is left half up.
+BOOTED=()
+stop_booted() {
+  local i stopped=()
+  [ ${#BOOTED[@]} -gt 0 ] || return 0
+  for ((i = ${#BOOTED[@]} - 1; i >= 0; i--)); do
+    select_node "${BOOTED[i]}"
+    (stop_node) || true
+    stopped+=("$LABEL")
+  done
+  log "'up' failed: stopped what it had started (${stopped[*]})"
 }
 
 cmd_up() {
@@ -607,71 +691,101 @@ cmd_up() {
   require_tools systemd-nspawn zstd ssh ssh-keygen
   validate_endpoint
   take_lock
-  local pid want_addr=$ADDR want_port=$PORT
-  pid=$(node_pid)
-  if [ -n "$pid" ]; then
-    load_running_endpoint
-    if ssh_ok; then
-      [ "$want_addr:$want_port" = "$ADDR:$PORT" ] \
-        || log "WARNING: the node listens on $ADDR:$PORT, not $want_addr:$want_port; run '$0 down' first to change it"
-      echo "node already running (pid $pid, ssh $NODE_USER@$ADDR -p $PORT)"
-      return
-    fi
-    log "node process $pid is alive but sshd on $ADDR:$PORT does not answer; restarting it"
-  elif [ -e "$PID_FILE" ] || [ -e "$ROOTFS" ]; then
-    log "cleaning up after a node that is gone (stale $PID_FILE / $ROOTFS)"
-  fi
-  stop_node
-  ADDR=$want_addr PORT=$want_port
-  if port_in_use; then
-    die "something else already listens on $ADDR:$PORT; stop it or set FRAUD_DEMO_NODE_ADDR/FRAUD_DEMO_NODE_PORT"
-  fi
-  local image
-  image=$(image_path)
-  if [ ! -f "$image" ]; then
+  IMAGE=$(image_path)
+  if [ ! -f "$IMAGE" ]; then
     require_tools debootstrap chroot
-    log "no cached node image ($image); building it first"
+    log "no cached node image ($IMAGE); building it first"
     build_locked
   fi
   ensure_key
-  boot_node "$image"
+  local i
+  # Every address free before anything boots (a node already running holds its own).
+  for ((i = 0; i < NODES; i++)); do
+    select_node "$i"
+    [ -n "$(node_pid)" ] || port_free
+  done
+  trap stop_booted EXIT
+  for ((i = 0; i < NODES; i++)); do
+    select_node "$i"
+    up_one
+  done
+  trap - EXIT
+  for i in $(found_workers); do
+    select_node "$i"
+    if [ "$i" -ge "$NODES" ] && [ -n "$(node_pid)" ]; then
+      log "WARNING: $LABEL is running beyond FRAUD_DEMO_NODES=$NODES; it stays until '$0 down'"
+    fi
+  done
+}
+
+# Stop the selected node if anything of it is left. Returns 1 when there was nothing to stop.
+down_one() {
+  if [ -z "$(node_pid)" ] && [ ! -e "$ROOTFS" ] && [ ! -e "$PID_FILE" ] && [ -z "$(container_pids)" ]; then
+    rm -f "$ENV_FILE" "$SSH_CONFIG" "$INIT_FILE"
+    return 1
+  fi
+  local start=$SECONDS
+  stop_node
+  log "$LABEL stopped and removed in $((SECONDS - start)) s (image and key kept under $CACHE_DIR)"
 }
 
 cmd_down() {
   require_root down
   take_lock
-  if [ -z "$(node_pid)" ] && [ ! -e "$ROOTFS" ] && [ ! -e "$PID_FILE" ] && [ -z "$(container_pids)" ]; then
-    log "node not running"
-    rm -f "$ENV_FILE" "$SSH_CONFIG" "$INIT_FILE"
-    return
-  fi
-  local start=$SECONDS
-  stop_node
-  log "node stopped and removed in $((SECONDS - start)) s (image and key kept under $CACHE_DIR)"
+  local i
+  # Workers first: none is left without its node.
+  for i in $(found_workers); do
+    select_node "$i"
+    down_one || true
+  done
+  select_node 0
+  down_one || log "node not running"
 }
 
-cmd_status() {
+# One node's state: prints a line and returns 0 running, 3 stopped, 1 running without sshd or leftovers.
+status_one() {
   local pid
   pid=$(node_pid)
   if [ -z "$pid" ]; then
     if [ -n "$(container_pids)" ]; then
-      echo "stopped, but processes of the node are left (systemd-nspawn was killed); run: $0 down"
-      exit 1
+      echo "stopped, but processes of $LABEL are left (systemd-nspawn was killed); run: $0 down"
+      return 1
     fi
     echo "stopped"
-    exit 3
+    return 3
   fi
   load_running_endpoint
   if ssh_ok; then
     echo "running (pid $pid, ssh $NODE_USER@$ADDR -p $PORT)"
-    exit 0
+    return 0
   fi
   echo "running but sshd on $ADDR:$PORT does not answer (pid $pid; console $CONSOLE_LOG)"
-  exit 1
+  return 1
+}
+
+# The node's line as before; then a line for each worker that has state, unless it is cleanly stopped.
+cmd_status() {
+  local rc=0 one i line
+  line=$(status_one) || rc=$?
+  echo "$line"
+  for i in $(found_workers); do
+    select_node "$i"
+    one=0
+    line=$(status_one) || one=$?
+    [ "$one" -eq 3 ] && continue
+    echo "$LABEL: $line"
+    if [ "$one" -ne 0 ] || [ "$rc" -ne 0 ]; then rc=1; fi
+  done
+  exit "$rc"
 }
 
 cmd_ssh() {
-  [ -n "$(node_pid)" ] || die "the node is not running; start it with: $0 up"
+  if [ "${1:-}" = --worker ]; then
+    [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--worker takes a worker number (1, 2, ...)"
+    select_node "$2"
+    shift 2
+  fi
+  [ -n "$(node_pid)" ] || die "$LABEL is not running; start it with: $0 up"
   load_running_endpoint
   ssh_opts
   exec ssh "${SSH_OPTS[@]}" "$NODE_USER@$ADDR" "$@"

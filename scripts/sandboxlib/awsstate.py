@@ -154,7 +154,35 @@ def check_iam(iam, names, problems):
                 problems.append(f"policy {names.policy}: resource {r} is not our bucket or log group")
 
 
-def check_node(session, names, problems):
+def check_instance(ec2, label, instance, names, kind, problems):
+    """One instance launched as provision.yml promises (the node and every worker alike); KIND: node or worker."""
+    if instance["State"]["Name"] != "running":
+        problems.append(f"{label}: state {instance['State']['Name']}")
+    md = instance.get("MetadataOptions", {})
+    if md.get("HttpTokens") != "required" or md.get("HttpEndpoint") != "enabled":
+        problems.append(f"{label}: IMDSv2 not enforced {md}")
+    if not instance.get("IamInstanceProfile", {}).get("Arn", "").endswith(f"instance-profile/{names.role}"):
+        problems.append(f"{label}: instance profile {instance.get('IamInstanceProfile')}")
+    tags = _tags(instance.get("Tags"))
+    expected = (f"{names.project}-{kind}", {"node": "node", "worker": "dask-worker"}[kind])
+    if (tags.get("Name"), tags.get("Role")) != expected:
+        problems.append(f"{label}: Name/Role tags {tags}, expected {expected}")
+    root = instance["RootDeviceName"]
+    vol_ids = [m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"] if m["DeviceName"] == root]
+    if not vol_ids:
+        problems.append(f"{label}: no root volume")
+    else:
+        vol = ec2.describe_volumes(VolumeIds=vol_ids)["Volumes"][0]
+        if not vol["Encrypted"] or vol["VolumeType"] != "gp3":
+            problems.append(f"{label}: root volume encrypted={vol['Encrypted']} type={vol['VolumeType']}")
+    groups = [g["GroupName"] for g in instance["SecurityGroups"]]
+    if groups != [names.security_group]:
+        problems.append(f"{label}: security groups {groups}")
+
+
+def check_node(session, names, problems, workers=0, dask_ports=()):
+    """The node, WORKERS Dask workers like it, and their security group: inbound only SSH when asked for
+    (FRAUD_DEMO_EXPECT_SSH_CIDR) and, with workers, DASK_PORTS ((from, to) pairs) from the group itself."""
     ec2 = session.client("ec2")
     live = ["pending", "running", "stopping", "stopped"]
     filters = [
@@ -163,40 +191,41 @@ def check_node(session, names, problems):
         {"Name": "instance-state-name", "Values": live},
     ]
     instances = [i for r in ec2.describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]]
-    if len(instances) != 1:
-        problems.append(f"node: {len(instances)} instances, expected exactly 1")
+    found = [i for i in instances if _tags(i.get("Tags")).get("Role") == "dask-worker"]
+    nodes = [i for i in instances if i not in found]
+    if len(nodes) != 1:
+        problems.append(f"node: {len(nodes)} instances, expected exactly 1")
         return
-    node = instances[0]
-    if node["State"]["Name"] != "running":
-        problems.append(f"node: state {node['State']['Name']}")
-    md = node.get("MetadataOptions", {})
-    if md.get("HttpTokens") != "required" or md.get("HttpEndpoint") != "enabled":
-        problems.append(f"node: IMDSv2 not enforced {md}")
-    if not node.get("IamInstanceProfile", {}).get("Arn", "").endswith(f"instance-profile/{names.role}"):
-        problems.append(f"node: instance profile {node.get('IamInstanceProfile')}")
-    if _tags(node.get("Tags")).get("Name") != f"{names.project}-node":
-        problems.append(f"node: Name tag {_tags(node.get('Tags'))}")
-    root = node["RootDeviceName"]
-    vol_ids = [m["Ebs"]["VolumeId"] for m in node["BlockDeviceMappings"] if m["DeviceName"] == root]
-    if not vol_ids:
-        problems.append("node: no root volume")
-    else:
-        vol = ec2.describe_volumes(VolumeIds=vol_ids)["Volumes"][0]
-        if not vol["Encrypted"] or vol["VolumeType"] != "gp3":
-            problems.append(f"node: root volume encrypted={vol['Encrypted']} type={vol['VolumeType']}")
+    if len(found) != workers:
+        problems.append(f"workers: {len(found)} instances, expected {workers}")
+    node = nodes[0]
+    check_instance(ec2, "node", node, names, "node", problems)
+    for worker in found:
+        label = f"worker {worker['InstanceId']}"
+        check_instance(ec2, label, worker, names, "worker", problems)
     groups = ec2.describe_security_groups(GroupIds=[g["GroupId"] for g in node["SecurityGroups"]])["SecurityGroups"]
-    if [g["GroupName"] for g in groups] != [names.security_group]:
-        problems.append(f"node: security groups {[g['GroupName'] for g in groups]}")
     ssh_cidr = os.environ.get("FRAUD_DEMO_EXPECT_SSH_CIDR")
     for g in groups:
         ingress = [(p.get("FromPort"), r["CidrIp"]) for p in g["IpPermissions"] for r in p.get("IpRanges", [])]
         expected = [(22, ssh_cidr)] if ssh_cidr else []
         if ingress != expected:
             problems.append(f"security group {g['GroupName']}: inbound {ingress}, expected {expected}")
+        from_groups = sorted(
+            (p.get("FromPort"), p.get("ToPort"), pair["GroupId"])
+            for p in g["IpPermissions"]
+            for pair in p.get("UserIdGroupPairs", [])
+        )
+        expected_groups = sorted((low, high, g["GroupId"]) for low, high in dask_ports) if workers else []
+        if from_groups != expected_groups:
+            problems.append(
+                f"security group {g['GroupName']}: inbound from groups {from_groups}, expected {expected_groups}"
+            )
 
 
-def verify(session, names, tls_only=True):
-    """Problems found with a provisioned lab; tls_only=False for the sandbox's default (no bucket policy)."""
+def verify(session, names, tls_only=True, workers=0, dask_ports=()):
+    """Problems found with a provisioned lab; tls_only=False for the sandbox's default (no bucket policy).
+
+    WORKERS: the Dask workers expected, with DASK_PORTS ((from, to) port pairs) open from the node's group."""
     problems = []
     s3 = session.client("s3")
     check_bucket(s3, names.bucket, names, versioned=True, problems=problems, tls_only=tls_only)
@@ -208,7 +237,7 @@ def verify(session, names, tls_only=True):
     elif not group[0].get("retentionInDays"):
         problems.append(f"log group {names.log_group}: no retention")
     check_iam(session.client("iam"), names, problems)
-    check_node(session, names, problems)
+    check_node(session, names, problems, workers, dask_ports)
     return problems
 
 

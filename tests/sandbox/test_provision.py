@@ -74,6 +74,28 @@ BAD_INPUTS = {
     "unknown VPC mode": (["-e", "fraud_demo_vpc_mode=shared"], {}, "fraud_demo_vpc_mode must be default or dedicated"),
     "unknown AMI id": (["-e", "fraud_demo_ami_id=ami-00000000"], {}, "Image ami-00000000 does not exist"),
     "region that is no region": (["-e", "fraud_demo_region=Ireland"], {}, "is not a region name"),
+    "negative worker count": (
+        ["-e", "fraud_demo_worker_count=-1"],
+        {},
+        "fraud_demo_worker_count must be the number of Dask worker instances, 0 (none) or more (got -1)",
+    ),
+    "unknown worker instance type": (
+        ["-e", "fraud_demo_worker_count=1", "-e", "fraud_demo_worker_instance_type=r6i.hugeee"],
+        {},
+        'Instance type "r6i.hugeee" of the workers is not offered',
+    ),
+    "worker type of another architecture": (
+        ["-e", "fraud_demo_worker_count=1", "-e", "fraud_demo_worker_instance_type=t4g.large"],
+        {},
+        "The workers run the node's image (x86_64), but t4g.large is arm64",
+    ),
+    # The sandbox runs one node (conftest): a worker needs a booted worker node.
+    "workers the sandbox has not booted": (
+        ["-e", "fraud_demo_worker_count=1"],
+        {},
+        "fraud_demo_worker_count is 1, but the sandbox has 0 worker nodes: boot them with FRAUD_DEMO_NODES=2 make"
+        " sandbox-up",
+    ),
 }
 
 
@@ -140,6 +162,15 @@ def test_bad_input_stops_before_anything_is_created(case, refused_runs):
 def test_existing_foreign_bucket_refusal_names_the_fix(refused_runs):
     run = refused_runs[0]["foreign bucket named as ours"]
     assert "-e fraud_demo_bucket_name=<new-name>" in one_line(run.output), run
+
+
+def sandbox_nodes(count):
+    """The sandbox's local nodes: the node plus COUNT-1 worker nodes (scripts/sandbox-node.sh)."""
+    env = {**os.environ, "FRAUD_DEMO_NODES": str(count)}
+    for verb in ("down", "up"):
+        subprocess.run(
+            ["scripts/sandbox-node.sh", verb], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300
+        )
 
 
 def aws_inventory(sandbox_env):
@@ -252,3 +283,68 @@ def test_opt_ins_ssh_dedicated_vpc_and_broad_iam(aws, names, playbook, monkeypat
     gone = playbook("teardown.yml", "-e", "fraud_demo_delete_data=true")
     assert gone.rc == 0, gone
     assert leftovers(aws, names) == []
+
+
+# What the node's security group admits from itself when there are workers: the Dask scheduler (8786), worker and
+# nanny (8788-8789), and LightGBM's port (12400 on AWS; the sandbox's 0 means no rule): the plan's defaults.
+DASK_PORTS = [(8786, 8786), (8788, 8789)]
+LIGHTGBM_PORT = (12400, 12400)
+
+
+def test_workers_like_the_node_then_none_then_teardown(aws, names, playbook, sandbox_env, capsys):
+    try:
+        # Two booted worker nodes: the sandbox inventory's fraud_demo_worker_count is 2.
+        sandbox_nodes(3)
+        first = playbook("provision.yml")
+        assert first.rc == 0, first
+        assert verify(aws, names, tls_only=False, workers=2, dask_ports=DASK_PORTS) == []
+        assert "ok: [sandbox-worker-2]" in first.output, first  # the wait play reached the workers
+
+        # The AWS inventory: the node in fraud_demo_nodes, the workers in fraud_demo_workers, each with its
+        # private address as fraud_demo_cluster_address.
+        ec2 = aws.client("ec2")
+        private = {
+            i["InstanceId"]: (i["PrivateIpAddress"], {t["Key"]: t["Value"] for t in i["Tags"]}["Role"])
+            for r in ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]}])[
+                "Reservations"
+            ]
+            for i in r["Instances"]
+        }
+        inv = aws_inventory(sandbox_env)
+        assert [private[h][1] for h in inv["fraud_demo_nodes"]["hosts"]] == ["node"]
+        assert sorted(private[h][1] for h in inv["fraud_demo_workers"]["hosts"]) == ["dask-worker", "dask-worker"]
+        for host in inv["fraud_demo_nodes"]["hosts"] + inv["fraud_demo_workers"]["hosts"]:
+            hostvars = inv["_meta"]["hostvars"][host]
+            address = hostvars["fraud_demo_cluster_address"]
+            assert address.get("__ansible_unsafe", address) == private[host][0]
+            assert hostvars["ansible_connection"] == "{{ fraud_demo_node_connection }}"
+
+        again = playbook("provision.yml")
+        assert again.rc == 0 and again.changed == 0, again
+        check = playbook("provision.yml", "--check", "--diff")
+        assert check.rc == 0 and check.changed == 0, check
+
+        # LightGBM's fixed port (AWS) is one more rule from the group itself.
+        lightgbm = playbook("provision.yml", "-e", "fraud_demo_dask_lightgbm_port=12400")
+        assert lightgbm.rc == 0 and lightgbm.changed == 1, lightgbm
+        assert verify(aws, names, tls_only=False, workers=2, dask_ports=[*DASK_PORTS, LIGHTGBM_PORT]) == []
+
+        # Back to the node alone: no workers, no Dask rule; check mode first changes nothing.
+        sandbox_nodes(1)
+        assert playbook("provision.yml", "--check").changed > 0
+        assert verify(aws, names, tls_only=False, workers=2, dask_ports=[*DASK_PORTS, LIGHTGBM_PORT]) == []
+        none = playbook("provision.yml")
+        assert none.rc == 0, none
+        assert verify(aws, names, tls_only=False) == []
+
+        # Teardown removes the workers with everything else.
+        sandbox_nodes(3)
+        assert playbook("provision.yml").rc == 0
+        assert verify(aws, names, tls_only=False, workers=2, dask_ports=DASK_PORTS) == []
+        gone = playbook("teardown.yml", "-e", "fraud_demo_delete_data=true")
+        assert gone.rc == 0, gone
+        assert leftovers(aws, names) == []
+        with capsys.disabled():
+            print(f"\nprovision.yml with 2 workers: first run {first.seconds:.1f}s, re-run {again.seconds:.1f}s")
+    finally:
+        sandbox_nodes(1)

@@ -6,8 +6,10 @@ Needs root and systemd-nspawn (scripts/setup.sh apt); skipped otherwise. The fir
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -33,7 +35,11 @@ pytestmark = [
 ]
 
 
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(*args: str, timeout: float = 120, nodes: int | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("FRAUD_DEMO_NODES", None)
+    if nodes is not None:
+        env["FRAUD_DEMO_NODES"] = str(nodes)
     return subprocess.run(
         [str(SCRIPT), *args],
         cwd=REPO,
@@ -41,6 +47,7 @@ def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        env=env,
     )
 
 
@@ -56,8 +63,8 @@ def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[
     return result
 
 
-def nspawn_pids() -> list[int]:
-    """systemd-nspawn processes (not zombies) whose command line names our rootfs."""
+def nspawn_pids(rootfs: Path = ROOTFS) -> list[int]:
+    """systemd-nspawn processes (not zombies) whose command line names the rootfs."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -69,7 +76,7 @@ def nspawn_pids() -> list[int]:
             args = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if state != "Z" and any(str(ROOTFS).encode() in a for a in args):
+        if state != "Z" and any(str(rootfs).encode() in a for a in args):
             pids.append(int(proc.name))
     return pids
 
@@ -162,3 +169,89 @@ def test_node_lifecycle(node_up):
     # And again, with nothing running.
     ok(run("down"))
     assert run("ssh", "true").returncode != 0
+
+
+NODE_ADDR = os.environ.get("FRAUD_DEMO_NODE_ADDR", "127.0.0.2")
+NODE_PORT = os.environ.get("FRAUD_DEMO_NODE_PORT", "2222")
+# Worker i of the node at 127.0.0.X listens on 127.0.X.i (the plan's addressing, written out here).
+WORKER_1_ADDR = f"127.0.{NODE_ADDR.rsplit('.', 1)[1]}.1"
+WORKER_1 = REPO / ".sandbox" / "worker-1"
+
+
+def ssh_hostname(address: str) -> str:
+    """The hostname of whatever answers SSH on ADDRESS:the node port, with the sandbox key."""
+    result = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(CACHE / "ssh" / "id_ed25519"),
+            "-p",
+            NODE_PORT,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            f"ubuntu@{address}",
+            "hostname",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    return ok(result).stdout.strip()
+
+
+def test_two_nodes():
+    try:
+        ok(run("up", nodes=2, timeout=900))
+        # Each on its own address, same port and key, each with its own name.
+        assert ssh_hostname(NODE_ADDR) == "fraud-demo-node"
+        assert ssh_hostname(WORKER_1_ADDR) == "fraud-demo-worker-1"
+        assert ok(run("ssh", "--worker", "1", "hostname")).stdout.strip() == "fraud-demo-worker-1"
+        assert len(nspawn_pids()) == 1 and len(nspawn_pids(WORKER_1 / "rootfs")) == 1
+        status = ok(run("status")).stdout.splitlines()
+        assert status[0].startswith("running") and status[1].startswith("worker-1: running (pid ")
+        assert f"ubuntu@{WORKER_1_ADDR} -p {NODE_PORT}" in status[1]
+
+        # The sandbox inventory finds the worker, reached like the node.
+        listing = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "ansible-inventory"), "-i", "inventory/sandbox", "--list"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        inventory = json.loads(ok(listing).stdout)
+        assert inventory["fraud_demo_workers"]["hosts"] == ["sandbox-worker-1"]
+        worker = inventory["_meta"]["hostvars"]["sandbox-worker-1"]
+        assert (worker["ansible_host"], str(worker["ansible_port"])) == (WORKER_1_ADDR, NODE_PORT)
+        assert worker["ansible_user"] == "ubuntu" and worker["ansible_become"] is True
+
+        # Without FRAUD_DEMO_NODES, down stops the worker too.
+        ok(run("down"))
+        assert nspawn_pids() == [] and nspawn_pids(WORKER_1 / "rootfs") == []
+        assert not ROOTFS.exists() and not (WORKER_1 / "rootfs").exists()
+        assert not (WORKER_1 / "env").exists()
+        assert run("status").stdout.strip() == "stopped"
+    finally:
+        run("down", timeout=120)
+
+
+def test_worker_address_taken_boots_nothing():
+    # Something already on worker 1's address: up refuses before booting anything, naming the worker.
+    with socket.socket() as taken:
+        taken.bind((WORKER_1_ADDR, int(NODE_PORT)))
+        taken.listen()
+        try:
+            refused = run("up", nodes=2, timeout=900)
+        finally:
+            run("down", timeout=120)
+    assert refused.returncode == 1
+    assert f"something else already listens on {WORKER_1_ADDR}:{NODE_PORT} (worker-1)" in refused.stderr
+    assert "booting" not in refused.stderr

@@ -142,10 +142,11 @@ def train_booster(
     return booster
 
 
-def recency_weights(train_time, half_life_days: float) -> np.ndarray:
-    """1 for the newest row, halved for every half_life_days (of TransactionDT seconds) before it."""
+def recency_weights(train_time, half_life_days: float, newest: float | None = None) -> np.ndarray:
+    """1 for the newest row, halved for every half_life_days (of TransactionDT seconds) before it; ``newest``:
+    the newest row's time when ``train_time`` is only a part of the rows (a Dask partition)."""
     t = np.asarray(train_time, dtype=np.float64)
-    return 0.5 ** ((t.max() - t) / (half_life_days * 86400.0))
+    return 0.5 ** (((t.max() if newest is None else newest) - t) / (half_life_days * 86400.0))
 
 
 def predict(booster: lgb.Booster, X: pd.DataFrame, threads: int = 2) -> np.ndarray:

@@ -17,6 +17,10 @@ objects its manifest names (checked against the manifest's sha256), and:
    champion, re-scored on this same holdout, by at least ``--min-auc-gain``; else alias ``challenger`` and the
    reason; then backs the registry database up to ``s3://<bucket>/registry/`` (``--registry-db``).
 
+Backends (``--backend``, ``fraud_demo_jobs.train_backend``): ``local`` does all of it in this process; ``dask`` does
+steps 1-2 on a Dask cluster (``fraud_demo_jobs.dask_train``: the same split, feature state and parameters) and the
+rest here, with the same code.
+
 Idempotent: a run is keyed by (dataset version, code version, settings); when a FINISHED run with that key exists,
 nothing is trained (``unchanged``). ``--check`` only reads and says ``would_train`` or ``unchanged``.
 
@@ -59,6 +63,7 @@ from .telemetry import (
     reporting_settings,
     run_reported,
 )
+from .train_backend import LOCAL, DaskSettings, add_backend_flags, backend_settings
 
 TRAIN_JOB = "train"
 TRAIN_PROG = "fraud-demo-train"
@@ -66,6 +71,8 @@ DEFAULT_TRAIN_WORK_DIR = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.pat
 # The code a model depends on: a change to any of these trains a new model version on the same data.
 TRAINED_BY = ("features.py", "feature_input.py", "key_history.py", "modeling.py", "train.py", "ieee_contract.py")
 TRAINING_TABLES = ("train_transaction", "train_identity")
+# ... and, for a model trained on a Dask cluster, the Dask backend's code.
+DASK_TRAINED_BY = ("dask_train.py",)
 
 
 @dataclass
@@ -87,6 +94,8 @@ class TrainSettings:
     check: bool
     endpoint_url: str | None = None
     region: str | None = None
+    backend: str = LOCAL
+    dask: DaskSettings | None = None
 
 
 @dataclass
@@ -110,6 +119,7 @@ class TrainRunState:
     orphans_completed: list[str] = field(default_factory=list)
     log_stream: str | None = None
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    dask: dict | None = None  # the Dask backend's cluster report (summary "dask")
 
 
 def train_code_version() -> str:
@@ -127,6 +137,8 @@ def training_key(s: TrainSettings, dataset_version: str) -> str:
         "params": asdict(s.params),
         "model_name": s.model_name,
     }
+    if s.backend != LOCAL:  # another backend trains another model (the local key is unchanged)
+        doc |= {"backend": s.backend, "backend_code_version": code_version_of(DASK_TRAINED_BY)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -237,7 +249,7 @@ def train_metrics(s: TrainSettings, st: TrainRunState, seconds: float) -> str | 
 
 def train_summary(s: TrainSettings | None, st: TrainRunState, seconds: float, msg: str | None = None) -> dict:
     decision = st.decision or {}
-    return {
+    out = {
         "job": TRAIN_JOB,
         "changed": st.action in ("trained", "would_train") or bool((st.registry_backup or {}).get("changed")),
         "action": st.action or None,
@@ -263,6 +275,11 @@ def train_summary(s: TrainSettings | None, st: TrainRunState, seconds: float, ms
         "registry_backup": st.registry_backup,
         "orphans_failed": st.orphans,
         "orphans_completed": st.orphans_completed,
+    }
+    if s is not None and s.backend != LOCAL:  # the local summary stays as it was
+        out |= {"backend": s.backend, "dask": st.dask}
+    return {
+        **out,
         **run_fields(s.bucket if s else None, st.job_run_id, st.log_stream, st.phase_seconds, seconds, msg),
     }
 
@@ -313,6 +330,7 @@ def parse_train_args(argv: list[str] | None) -> argparse.Namespace:
         default=env("FRAUD_DEMO_TRAIN_WORK_DIR", DEFAULT_TRAIN_WORK_DIR),
         help=f"local scratch (env FRAUD_DEMO_TRAIN_WORK_DIR; {DEFAULT_TRAIN_WORK_DIR})",
     )
+    add_backend_flags(p)
     add_reporting_flags(p, "only read: report whether a run would train")
     return p.parse_args(argv)
 
@@ -360,7 +378,8 @@ def train_main(argv: list[str] | None = None) -> int:
         threads=args.threads,
     )
     gate = GateSettings(min_auc=args.min_auc, min_auc_gain=args.min_auc_gain)
-    problem = _train_usage_problem(args, split, params, gate)
+    backend, dask, backend_problem = backend_settings(args)
+    problem = _train_usage_problem(args, split, params, gate) or backend_problem
     if problem:
         return fail(TRAIN_PROG, problem, train_summary(None, st, time.monotonic() - t0, problem), EXIT_USAGE)
     settings = TrainSettings(
@@ -375,6 +394,8 @@ def train_main(argv: list[str] | None = None) -> int:
         params=params,
         gate=gate,
         work_dir=args.work_dir,
+        backend=backend,
+        dask=dask,
         **reporting_settings(args),
     )
     events = EventLog(TRAIN_PROG, TRAIN_JOB, st.job_run_id, settings.dataset)

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm
@@ -41,10 +42,72 @@ from .train import (
     champion_record,
     train_code_version,
 )
+from .train_backend import DASK, LOCAL
 
 MODEL_ARTIFACT = "model"
 PLOTS_DIR = "plots"
 INPUT_EXAMPLE_ROWS = 5
+
+
+@dataclass
+class Fitted:
+    """What a backend trains: the feature state, the booster (cut at its best round) and the holdout with its
+    features. Everything after it (evaluation, gate, logging, registration) is one code path for every backend."""
+
+    state: F.FeatureState
+    booster: lightgbm.Booster
+    holdout: pd.DataFrame
+    X_hold: pd.DataFrame
+
+
+class LocalTraining:
+    """The local backend: the curated tables downloaded (checked against the manifest), split and trained here."""
+
+    def __init__(self, s: TrainSettings, st: TrainRunState, bucket: S3Bucket, cv: CuratedVersion, vdir: Path):
+        self.s, self.st, self.bucket, self.cv, self.vdir = s, st, bucket, cv, vdir
+        self.parts: F.TimeSplit | None = None
+
+    def __enter__(self) -> LocalTraining:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.parts = None
+
+    def split(self) -> dict:
+        paths = fetch_tables(self.bucket, self.cv, list(TRAINING_TABLES), str(self.vdir / "curated"))
+        frame = F.model_frame(pd.read_parquet(paths["train_transaction"]), pd.read_parquet(paths["train_identity"]))
+        self.parts = F.time_split(frame, self.s.split)
+        del frame
+        return self.parts.bounds()
+
+    def fit(self) -> Fitted:
+        s, st, split = self.s, self.st, self.parts
+        t = time.monotonic()
+        # Training rows see their client's history as stale as rows scored after the fit will (the split's gap and
+        # half its holdout), so the model learns from features shaped like those it is evaluated and served on.
+        state = F.FeatureState.fit(split.history, lag_days=s.split.scoring_lag_days())
+        X_train, X_valid, X_hold = (state.transform(p) for p in (split.train, split.valid, split.holdout))
+        st.phase_seconds["features"] = time.monotonic() - t
+        t = time.monotonic()
+        booster = M.train_booster(
+            X_train,
+            split.train[C.LABEL].to_numpy(),
+            X_valid,
+            split.valid[C.LABEL].to_numpy(),
+            s.params,
+            categorical=state.categorical_features,
+            train_time=split.train[F.DT].to_numpy(),
+        )
+        st.phase_seconds["train"] = time.monotonic() - t
+        return Fitted(state, booster, split.holdout, X_hold)
+
+
+def _backend(s: TrainSettings, st: TrainRunState, bucket: S3Bucket, cv: CuratedVersion, events: EventLog, vdir: Path):
+    if s.backend == DASK:
+        from .dask_train import DaskTraining
+
+        return DaskTraining(s, st, bucket, cv, events)
+    return LocalTraining(s, st, bucket, cv, vdir)
 
 
 def train_and_register(
@@ -57,59 +120,40 @@ def train_and_register(
     vdir: Path,
 ) -> None:
     clear_work_dir(vdir.parent, cv.version)
-    t = time.monotonic()
-    paths = fetch_tables(bucket, cv, list(TRAINING_TABLES), str(vdir / "curated"))
-    frame = F.model_frame(pd.read_parquet(paths["train_transaction"]), pd.read_parquet(paths["train_identity"]))
-    split = F.time_split(frame, s.split)
-    del frame
-    st.split = split.bounds()
-    st.phase_seconds["load"] = time.monotonic() - t
-    events("split", **st.split)
+    vdir.mkdir(parents=True, exist_ok=True)
+    with _backend(s, st, bucket, cv, events, vdir) as backend:
+        t = time.monotonic()
+        st.split = backend.split()
+        st.phase_seconds["load"] = time.monotonic() - t
+        events("split", **st.split)
 
-    mlflow = tr.mlflow
-    run = tr.call(
-        "CreateRun",
-        mlflow.start_run,
-        experiment_id=st.experiment_id,
-        run_name=f"{cv.version}-{st.job_run_id}",
-        tags=_run_tags(s, st, cv),
-    )
-    st.run_id, st.artifact_uri = run.info.run_id, run.info.artifact_uri
-    events("run_started", run_id=st.run_id, tracking_uri=s.tracking_uri)
-    try:
-        _train_log_register(s, st, tr, cv, split, events, vdir)
-    except BaseException as e:
-        if st.action != "trained":  # a signal held back through the commit lands after it: nothing to undo then
-            _abandon(tr, s, st, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", e)
-        raise
+        mlflow = tr.mlflow
+        run = tr.call(
+            "CreateRun",
+            mlflow.start_run,
+            experiment_id=st.experiment_id,
+            run_name=f"{cv.version}-{st.job_run_id}",
+            tags=_run_tags(s, st, cv),
+        )
+        st.run_id, st.artifact_uri = run.info.run_id, run.info.artifact_uri
+        events("run_started", run_id=st.run_id, tracking_uri=s.tracking_uri)
+        try:
+            _log_inputs(s, tr, cv, st.split, vdir)
+            fitted = backend.fit()
+            events("trained", best_iteration=fitted.booster.best_iteration, features=len(fitted.state.feature_names))
+            _evaluate_log_register(s, st, tr, cv, fitted, events, vdir)
+        except BaseException as e:
+            if st.action != "trained":  # a signal held back through the commit lands after it: nothing to undo then
+                _abandon(tr, s, st, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", e)
+            raise
     st.champion = champion_record(tr.alias_version(s.model_name, G.CHAMPION))
     events("registered", model_version=st.model_version, decision=st.decision, champion=st.champion)
 
 
-def _train_log_register(s, st, tr, cv, split, events, vdir: Path) -> None:
+def _evaluate_log_register(s, st, tr, cv, fitted: Fitted, events, vdir: Path) -> None:
     mlflow = tr.mlflow
-    _log_inputs(s, tr, cv, split, vdir)
-
-    t = time.monotonic()
-    # Training rows see their client's history as stale as rows scored after the fit will (the split's gap and
-    # half its holdout), so the model learns from features shaped like those it is evaluated and served on.
-    state = F.FeatureState.fit(split.history, lag_days=s.split.scoring_lag_days())
-    X_train, X_valid, X_hold = (state.transform(p) for p in (split.train, split.valid, split.holdout))
-    y_hold = split.holdout[C.LABEL].to_numpy()
-    st.phase_seconds["features"] = time.monotonic() - t
-    t = time.monotonic()
-    booster = M.train_booster(
-        X_train,
-        split.train[C.LABEL].to_numpy(),
-        X_valid,
-        split.valid[C.LABEL].to_numpy(),
-        s.params,
-        categorical=state.categorical_features,
-        train_time=split.train[F.DT].to_numpy(),
-    )
-    st.phase_seconds["train"] = time.monotonic() - t
-    events("trained", best_iteration=booster.best_iteration, features=len(state.feature_names))
-
+    state, booster, X_hold = fitted.state, fitted.booster, fitted.X_hold
+    y_hold = fitted.holdout[C.LABEL].to_numpy()
     t = time.monotonic()
     scores = M.predict(booster, X_hold, s.params.threads)
     nan_predictions = int(np.isnan(scores).sum())
@@ -117,7 +161,7 @@ def _train_log_register(s, st, tr, cv, split, events, vdir: Path) -> None:
     st.metrics = {f"holdout_{k}": float(v) for k, v in metrics.items()}
     plot_dir = vdir / PLOTS_DIR
     plot_files = M.write_plots(y_hold, np.nan_to_num(scores, nan=0.0), booster, str(plot_dir))
-    champion_auc, champion_note = _rescore_champion(s, st, tr, split.holdout, y_hold, vdir)
+    champion_auc, champion_note = _rescore_champion(s, st, tr, fitted.holdout, y_hold, vdir)
     decision = G.decide(metrics, champion_auc, nan_predictions, _schema_problem(cv, state), s.gate)
     if champion_note:
         decision = G.GateDecision(
@@ -188,6 +232,7 @@ def _run_tags(s: TrainSettings, st: TrainRunState, cv: CuratedVersion) -> dict[s
         T.TAG_RAW_VERSIONS: json.dumps(cv.raw_version_ids(), sort_keys=True),
         "fraud_demo.job_run_id": st.job_run_id,
         "fraud_demo.log_stream": st.log_stream or "",
+        **({"fraud_demo.backend": s.backend} if s.backend != LOCAL else {}),
     }
 
 
@@ -203,7 +248,7 @@ def _version_tags(s: TrainSettings, st: TrainRunState, cv: CuratedVersion, decis
     }
 
 
-def _log_inputs(s: TrainSettings, tr: T.Tracking, cv: CuratedVersion, split: F.TimeSplit, vdir: Path) -> None:
+def _log_inputs(s: TrainSettings, tr: T.Tracking, cv: CuratedVersion, bounds: dict, vdir: Path) -> None:
     """Params, and the manifest as the run's input: a dataset named <dataset>@<version> whose digest is the
     version, with the manifest itself as an artifact (raw keys, VersionIds, sha256, row counts)."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -213,7 +258,9 @@ def _log_inputs(s: TrainSettings, tr: T.Tracking, cv: CuratedVersion, split: F.T
     params |= {f"lgb_{k}": v for k, v in vars(s.params).items()}
     params |= {"gate_min_auc": s.gate.min_auc, "gate_min_auc_gain": s.gate.min_auc_gain}
     params |= {"dataset": s.dataset, "dataset_version": cv.version, "code_version": train_code_version()}
-    params |= {f"{part}_rows": split.bounds()[part]["rows"] for part in ("train", "valid", "holdout")}
+    params |= {f"{part}_rows": bounds[part]["rows"] for part in ("train", "valid", "holdout")}
+    if s.backend != LOCAL:
+        params |= {"backend": s.backend}
     tr.call("LogParams", tr.mlflow.log_params, params)
     source = resolve_dataset_source(f"s3://{s.bucket}/{layout.manifest_key(s.dataset, cv.version)}")
     dataset = MetaDataset(source, name=f"{s.dataset}@{cv.version}", digest=cv.version)

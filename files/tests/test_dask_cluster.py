@@ -1,0 +1,136 @@
+"""The Dask cluster client (dask_cluster): mutual TLS, the expected workers, the worker-loss watchdog."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import ssl
+import time
+
+import pytest
+from dask_kit import kill, make_ca, make_host_cert, running_cluster, start_worker, wait_listening
+from distributed import Client
+from fraud_demo_jobs import dask_cluster as DC
+from fraud_demo_jobs.errors import JobError
+from jobs_lake import free_port
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with running_cluster(tmp_path_factory.mktemp("dask"), free_port(), ["w1"]) as c:
+        yield c
+
+
+def _client(cluster, **kw):
+    tls = cluster["tls"]
+    return DC.connect(cluster["scheduler"], tls["ca"], tls["cert"], tls["key"], **kw)
+
+
+def test_a_client_with_the_cluster_certificate_connects_over_tls(cluster):
+    with _client(cluster) as client:
+        workers = DC.wait_for_expected_workers(client, {"w1": "127.0.0.1"}, timeout=10)
+        assert list(workers.values()) == ["w1"]
+        assert all(addr.startswith("tls://127.0.0.1:") for addr in workers)
+        assert client.submit(sum, [1, 2, 3]).result() == 6
+
+
+def test_a_client_without_a_certificate_is_refused(cluster):
+    # Encryption alone (trusting the CA, no client certificate) is not enough: the scheduler requires one from its
+    # CA and drops the connection (TLS 1.3: the "certificate required" alert, or EOF, on the first read). The same
+    # socket with the certificate stays open (Dask's handshake, or silence until the read times out).
+    def first_read(with_cert: bool) -> str:
+        ctx = ssl.create_default_context(cafile=cluster["tls"]["ca"])
+        ctx.check_hostname = False
+        if with_cert:
+            ctx.load_cert_chain(cluster["tls"]["cert"], cluster["tls"]["key"])
+        host, port = cluster["scheduler"].removeprefix("tls://").split(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=3) as raw, ctx.wrap_socket(raw) as s:
+                return "open" if s.recv(1024) else "closed"
+        except TimeoutError:
+            return "open"
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            return "closed"
+
+    assert first_read(with_cert=False) == "closed"
+    assert first_read(with_cert=True) == "open"
+
+
+def test_a_plain_connection_is_refused(cluster):
+    # Nor does the scheduler speak to a client without TLS at all.
+    with pytest.raises((OSError, TimeoutError)):
+        Client(cluster["scheduler"].replace("tls://", "tcp://"), timeout=3, set_as_default=False)
+
+
+def test_a_certificate_from_another_ca_is_refused_with_the_fix(cluster, tmp_path):
+    other = make_host_cert(tmp_path, make_ca(tmp_path, "someone-else"), "intruder")
+    with pytest.raises(JobError) as e:
+        DC.connect(cluster["scheduler"], other["ca"], other["cert"], other["key"], timeout=3)
+    msg = str(e.value)
+    assert "refused the TLS handshake" in msg and other["cert"] in msg and other["ca"] in msg
+    assert "re-run playbooks/train.yml" in msg
+
+
+def test_an_expired_certificate_is_refused_with_the_fix(cluster, tmp_path):
+    expired = make_host_cert(tmp_path, cluster["ca"], "stale", expired=True)
+    expired["ca"] = cluster["tls"]["ca"]
+    with pytest.raises(JobError) as e:
+        DC.connect(cluster["scheduler"], expired["ca"], expired["cert"], expired["key"], timeout=3)
+    assert "refused the TLS handshake" in str(e.value) and "regenerates expired certificates" in str(e.value)
+
+
+def test_missing_tls_files_are_named_before_connecting(cluster, tmp_path):
+    with pytest.raises(JobError) as e:
+        DC.connect(cluster["scheduler"], cluster["tls"]["ca"], str(tmp_path / "gone.pem"), cluster["tls"]["key"])
+    assert f"--dask-tls-cert {tmp_path / 'gone.pem'}" in str(e.value) and "playbooks/train.yml" in str(e.value)
+
+
+def test_an_unreachable_scheduler_says_so(cluster):
+    address = f"tls://127.0.0.1:{free_port()}"
+    t = time.monotonic()
+    with pytest.raises(JobError) as e:
+        DC.connect(address, cluster["tls"]["ca"], cluster["tls"]["cert"], cluster["tls"]["key"], timeout=2)
+    assert f"the Dask scheduler {address} is unreachable within 2 s" in str(e.value)
+    assert time.monotonic() - t < 20
+
+
+def test_a_plain_tcp_address_is_rejected(cluster):
+    with pytest.raises(JobError, match="must be a tls:// address"):
+        DC.connect("tcp://127.0.0.1:8786", cluster["tls"]["ca"], cluster["tls"]["cert"], cluster["tls"]["key"])
+
+
+def test_too_few_workers_names_the_missing_one(cluster):
+    with _client(cluster) as client, pytest.raises(JobError) as e:
+        DC.wait_for_expected_workers(client, {"w1": "127.0.0.1", "w9": "127.0.9.9"}, timeout=1)
+    assert "1 of 2 expected Dask workers did not join" in str(e.value)
+    assert "w9 (127.0.9.9)" in str(e.value) and "w1" not in str(e.value).split(":", 2)[-1]
+
+
+def test_peak_rss_per_worker(cluster):
+    with _client(cluster) as client:
+        workers = DC.wait_for_expected_workers(client, {"w1": "127.0.0.1"}, timeout=10)
+        (peak,) = DC.peak_rss(client, workers)
+    # A Python process with distributed imported holds tens of MB; a worker well under 4 GB here.
+    assert peak["name"] == "w1" and 20 < peak["peak_rss_mb"] < 4096
+
+
+def test_a_worker_lost_while_watched_fails_naming_it(cluster):
+    port_log = cluster["tmp"] / "worker-w2.log"
+    w2 = start_worker(cluster["tls"], cluster["scheduler"], "w2", port_log)
+    try:
+        wait_listening(w2, port_log, "Registered to:")
+        with _client(cluster) as client:
+            workers = DC.wait_for_expected_workers(client, {"w1": "a", "w2": "b"}, timeout=20)
+            started = time.monotonic()
+
+            def hang():  # stands in for a LightGBM ring waiting forever for its lost peer
+                return client.submit(time.sleep, 600, workers=[a for a, n in workers.items() if n == "w1"]).result()
+
+            with DC.WorkerWatch(client, workers) as watch, pytest.raises(JobError) as e:
+                kill(w2, signal.SIGKILL)
+                DC.run_watched(client, watch, "training", hang)
+        assert time.monotonic() - started < 30
+        msg = str(e.value)
+        assert msg.startswith("Dask worker w2 (tls://127.0.0.1:") and "left the cluster during training" in msg
+    finally:
+        kill(w2)
