@@ -7,11 +7,16 @@
       stopping on the valid slice, the job's default ``TrainParams``.
 
 Both see the same curated Parquet the job reads (the synthetic CSVs run through the ingest core,
-``curate.curate_file``), cached under .cache/bench-data/<rows>-<seed>/ so nothing is regenerated. Each model is
-trained in a fresh child process: wall time of train + evaluate (features, training, holdout scoring, metrics;
+``curate.curate_file``), cached under .cache/bench-data/<rows>-<seed>[-x<K>]/ so nothing is regenerated. Each model
+is trained in a fresh child process: wall time of train + evaluate (features, training, holdout scoring, metrics;
 plus plots for (b)) excluding the Parquet read, and the child's peak RSS (wait4 rusage).
 
-    .venv/bin/python bench/bench_train.py [--rows 590540] [--seed 42] [--only a|b] [--repeat 1]
+Scaling (issue 13): ``--scale K`` trains on K times the data as K times the months (``fraud-demo-generate --scale``);
+``--memory-max 7.5G`` runs each model under that memory cap (a t3.large's 8 GiB minus the OS; ``memcap.py``) and
+reports an OOM kill at the cap as a result, not an error; ``--prepare-memory-max`` caps the generate + curate child.
+
+    .venv/bin/python bench/bench_train.py [--rows 590540] [--seed 42] [--scale 1] [--only a|b] [--repeat 1]
+        [--memory-max SIZE] [--prepare-memory-max SIZE] [--json FILE]
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import subprocess
 import sys
 import time
 
+import memcap
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, ".cache", "bench-data")
 
@@ -30,12 +37,14 @@ PREPARE = """
 import json, os, sys
 from fraud_demo_jobs import curate, synthetic, ieee_schema as S
 raw, out = sys.argv[1], sys.argv[2]
-summary = synthetic.generate(raw, rows=int(sys.argv[3]), seed=int(sys.argv[4]), force=False, workers=2)
+scale = float(sys.argv[5])
+summary = synthetic.generate(raw, rows=int(sys.argv[3]), seed=int(sys.argv[4]), force=False, workers=2,
+                             scale=int(scale) if scale.is_integer() else scale)
 state = S.KeyState()
 for table in ("train_transaction", "train_identity"):
     spec = S.BY_NAME[table]
     curate.curate_file(spec, os.path.join(raw, spec.file), out, state)
-print(json.dumps({"oracle_auc_last20pct": summary["oracle_auc_last20pct"]}))
+print(json.dumps({"oracle_auc_last20pct": summary["oracle_auc_last20pct"], "files": summary["files"]}))
 """
 
 COMMON = """
@@ -105,28 +114,43 @@ print(json.dumps(m))
 )
 
 
-def child(code: str, *args: str) -> dict:
-    """Run a Python child; returns its last JSON line plus its peak RSS (bytes) from wait4's rusage."""
+def child(code: str, *args: str, memory_max: str | None = None) -> dict:
+    """Run a Python child (under ``memory_max`` when given); returns its last JSON line plus its peak RSS (from
+    wait4's rusage), the load average before and after, and, when capped, ``oom_killed`` (then no metrics)."""
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
+    load = os.getloadavg()[0]
+    proc, cap = memcap.run([sys.executable, "-c", code, *args], memory_max, stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
+    capped = cap.report() if cap else {}
+    killed = capped.get("oom_killed", False) or (
+        cap is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
+    )
+    if status != 0 and not killed:
         raise SystemExit(f"child failed (status {status}):\n{out}")
-    result = json.loads(out.strip().splitlines()[-1])
+    result = {"oom_killed": True} if killed else json.loads(out.strip().splitlines()[-1])
+    result |= capped | {"oom_killed": killed}
     result["peak_rss_mib"] = usage.ru_maxrss / 1024
     result["process_seconds"] = time.perf_counter() - t
+    result["load_before"], result["load_after"] = load, os.getloadavg()[0]
     return result
 
 
-def prepare(rows: int, seed: int) -> str:
-    """Curated Parquet of the synthetic train tables, generated and curated once per (rows, seed)."""
-    base = os.path.join(CACHE, f"{rows}-{seed}")
+def data_dir(rows: int, seed: int, scale: float) -> str:
+    """The cache directory of (rows, seed, scale); 1x keeps its old name, so its cached data is reused."""
+    return os.path.join(CACHE, f"{rows}-{seed}" + ("" if scale == 1 else f"-x{scale:g}"))
+
+
+def prepare(rows: int, seed: int, scale: float = 1.0, memory_max: str | None = None) -> str:
+    """Curated Parquet of the synthetic train tables, generated and curated once per (rows, seed, scale)."""
+    base = data_dir(rows, seed, scale)
     curated = os.path.join(base, "curated")
     done = os.path.join(base, "prepared.json")
     if not os.path.exists(done):
         os.makedirs(base, exist_ok=True)
-        info = child(PREPARE, os.path.join(base, "raw"), base, str(rows), str(seed))
+        info = child(PREPARE, os.path.join(base, "raw"), base, str(rows), str(seed), str(scale), memory_max=memory_max)
+        if info["oom_killed"]:
+            raise SystemExit(f"generating/curating {base} was OOM-killed at {memory_max}")
         with open(done, "w") as f:
             json.dump(info, f)
     return curated
@@ -139,19 +163,29 @@ def main() -> None:
     ap.add_argument("--only", choices=("a", "b"))
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--params", default="{}", help="JSON overrides of TrainParams for (b)")
+    ap.add_argument("--scale", type=float, default=1.0, help="K times the data as K times the months (default 1)")
+    ap.add_argument("--memory-max", help="memory cap of each model's process, e.g. 7.5G (an OOM kill is a result)")
+    ap.add_argument("--prepare-memory-max", help="memory cap of the generate + curate process, e.g. 12G")
+    ap.add_argument("--json", help="append one JSON line per model run to this file")
     args = ap.parse_args()
-    curated = prepare(args.rows, args.seed)
+    curated = prepare(args.rows, args.seed, args.scale, args.prepare_memory_max)
     with open(os.path.join(os.path.dirname(curated), "prepared.json")) as f:
         oracle = json.load(f)["oracle_auc_last20pct"]
-    print(f"data: {curated} ({args.rows} rows, seed {args.seed}; generator oracle AUC last 20 %: {oracle:.4f})")
+    print(
+        f"data: {curated} ({args.rows} rows x scale {args.scale:g}, seed {args.seed}; "
+        f"generator oracle AUC last 20 %: {oracle:.4f})"
+    )
     runs: dict[str, list[dict]] = {"a": [], "b": []}
     for _ in range(args.repeat):
-        if args.only != "b":
-            runs["a"].append(child(BASELINE, curated))
-            print("a", json.dumps(runs["a"][-1]), flush=True)
-        if args.only != "a":
-            runs["b"].append(child(OURS, curated, args.params))
-            print("b", json.dumps({k: v for k, v in runs["b"][-1].items() if k != "bounds"}), flush=True)
+        for kind, code, extra in (("a", BASELINE, ()), ("b", OURS, (args.params,))):
+            if args.only in (None, kind):
+                r = child(code, curated, *extra, memory_max=args.memory_max)
+                runs[kind].append(r)
+                print(kind, json.dumps({k: v for k, v in r.items() if k != "bounds"}), flush=True)
+                if args.json:
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps({"model": kind, "rows_1x": args.rows, "scale": args.scale, **r}) + "\n")
+    runs = {kind: [r for r in results if not r["oom_killed"]] for kind, results in runs.items()}
     print()
     print(
         "| model | holdout ROC-AUC | PR-AUC | recall@1%FPR | precision@top1% | rounds | features | "

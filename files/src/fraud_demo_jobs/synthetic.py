@@ -41,6 +41,10 @@ JOB = "generate"
 SIDECAR = ".fraud-demo-synthetic.json"
 MIN_ROWS = 1000
 MAX_ROWS = 20_000_000
+# --scale K: K times the rows over K times the months. 0.5 (91 train days) still leaves the train job's default split
+# (30 days holdout, 7 gap, 14 validation) 40 days to learn from.
+MIN_SCALE = 0.5
+MAX_SCALE = 16.0
 CHUNK_ROWS = 32768
 
 # The contract's tables in the order the generator writes (and summarises) them.
@@ -127,11 +131,13 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _up_to_date(out: str, rows: int, seed: int, drift: bool) -> dict | None:
+def _up_to_date(out: str, rows: int, seed: int, drift: bool, scale: float) -> dict | None:
     meta = _read_sidecar(out)
     if not meta or meta.get("status") != "complete":
         return None
     if (meta.get("rows"), meta.get("seed"), meta.get("generator_version")) != (rows, seed, GENERATOR_VERSION):
+        return None
+    if meta.get("scale", 1) != scale:  # sidecars from before --scale describe 1x
         return None
     if meta.get("drift", False) != drift:  # sidecars from before --drift describe a normal batch
         return None
@@ -151,16 +157,36 @@ def estimate_bytes(rows: int) -> int:
     return int(rows * 2200) + 1_000_000
 
 
+def _checked_scale(rows: int, scale: float) -> float:
+    """The scale, whole numbers as int (the sidecar and summary say 2, not 2.0); GenerateError when out of range."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not MIN_SCALE <= scale <= MAX_SCALE:
+        raise GenerateError(f"--scale must be a number between {MIN_SCALE:g} and {MAX_SCALE:g}, got {scale!r}")
+    total = round(rows * scale)
+    if not MIN_ROWS <= total <= MAX_ROWS:
+        raise GenerateError(
+            f"--rows {rows} x --scale {scale:g} = {total} train rows; it must be between {MIN_ROWS} and {MAX_ROWS}"
+        )
+    return int(scale) if float(scale).is_integer() else float(scale)
+
+
 def generate(
-    out: str, rows: int = FULL_TRAIN_ROWS, seed: int = 42, force: bool = False, workers: int = 2, drift: bool = False
+    out: str,
+    rows: int = FULL_TRAIN_ROWS,
+    seed: int = 42,
+    force: bool = False,
+    workers: int = 2,
+    drift: bool = False,
+    scale: float = 1.0,
 ) -> dict:
     """Generate the five files into ``out``; returns the summary dict (see module docstring). ``drift``: the later,
-    drifted batch (see SYNTHETIC.md) instead of the normal one."""
+    drifted batch (see SYNTHETIC.md) instead of the normal one. ``scale``: ``scale`` times the rows over ``scale``
+    times the train and test periods (1 = the real size and span)."""
     t0 = time.monotonic()
     if not isinstance(rows, int) or rows < MIN_ROWS or rows > MAX_ROWS:
         raise GenerateError(f"--rows must be an integer between {MIN_ROWS} and {MAX_ROWS}, got {rows!r}")
     if not isinstance(seed, int) or seed < 0:
         raise GenerateError(f"--seed must be a non-negative integer, got {seed!r}")
+    scale = _checked_scale(rows, scale)
     out = os.path.abspath(out)
     try:
         os.makedirs(out, exist_ok=True)
@@ -170,7 +196,7 @@ def generate(
         raise GenerateError(f"output directory {out} is not writable")
 
     if not force:
-        meta = _up_to_date(out, rows, seed, drift)
+        meta = _up_to_date(out, rows, seed, drift, scale)
         if meta is not None:
             return _summary(out, False, meta, time.monotonic() - t0)
         foreign = [f for f in FILE_NAMES if os.path.exists(os.path.join(out, f))]
@@ -180,20 +206,20 @@ def generate(
                 "refusing to overwrite them without --force"
             )
     free = shutil.disk_usage(out).free
-    need = estimate_bytes(rows)
+    need = estimate_bytes(round(rows * scale))
     if free < need:
         raise GenerateError(
             f"not enough disk space in {out}: about {need // 2**20} MiB needed, {free // 2**20} MiB free"
         )
 
     sidecar = os.path.join(out, SIDECAR)
-    base = {"generator_version": GENERATOR_VERSION, "rows": rows, "seed": seed, "drift": drift}
+    base = {"generator_version": GENERATOR_VERSION, "rows": rows, "seed": seed, "drift": drift, "scale": scale}
     if drift:
         base["drift_version"] = DRIFT_VERSION
     temps: list[str] = []
     try:
         _write_json_atomic(sidecar, {**base, "status": "in-progress"})
-        w = build_world(rows, seed, drift)
+        w = build_world(rows, seed, drift, scale)
         files = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for spec, fn, part, nrows in _plan(w):
@@ -226,6 +252,7 @@ def _summary(out: str, changed: bool, meta: dict, seconds: float) -> dict:
         "rows": meta["rows"],
         "seed": meta["seed"],
         "drift": meta.get("drift", False),
+        "scale": meta.get("scale", 1),
         "generator_version": meta["generator_version"],
         "files": meta["files"],
         "fraud_rate": meta["fraud_rate"],
@@ -278,6 +305,13 @@ def main(argv: list[str] | None = None) -> int:
         help="write the later, drifted batch instead: after the normal batch's test period, amounts shifted up, "
         "new e-mail domains and a new fraud pattern (env FRAUD_DEMO_SYNTHETIC_DRIFT=1)",
     )
+    parser.add_argument(
+        "--scale",
+        default=os.environ.get("FRAUD_DEMO_SYNTHETIC_SCALE") or "1",
+        help=f"K times the data as K times the months: K x --rows train rows over K x 182 days and the test period "
+        f"(K x 183 days) after it, same rows per day; {MIN_SCALE:g}..{MAX_SCALE:g}, fractions allowed (default 1 = the "
+        "real size and span; env FRAUD_DEMO_SYNTHETIC_SCALE)",
+    )
     parser.add_argument("--force", action="store_true", help="regenerate even if up to date; overwrite foreign files")
     args = parser.parse_args(argv)
 
@@ -293,7 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     except (TypeError, ValueError):
         return fail(f"--rows and --seed must be integers, got {args.rows!r} and {args.seed!r}", 2)
     try:
-        summary = generate(args.out, rows=rows, seed=seed, force=args.force, drift=args.drift)
+        scale = float(args.scale)
+    except ValueError:
+        return fail(f"--scale must be a number, got {args.scale!r}", 2)
+    try:
+        summary = generate(args.out, rows=rows, seed=seed, force=args.force, drift=args.drift, scale=scale)
     except GenerateError as e:
         return fail(str(e), 1)
     except MemoryError:

@@ -245,8 +245,7 @@ class Batch:
     drift: bool
     emails: tuple  # (domain, share among non-missing, log-odds effect); index len(emails) = missing
     hour_effect: np.ndarray
-    amount_log_shift: float  # added to ln(amount) of every row
-    day_offset: int  # days from the normal train start to this batch's train start
+    amount_log_shift: float  # added to ln(amount) of every row (the drifted batch's start: synthetic_world)
     fixed_tfrac: float | None  # None: the position on the normal timeline; else the slow drifts frozen at it
     product_share: tuple  # (train, test) ProductCD shares
     card6_share: list
@@ -267,7 +266,6 @@ NORMAL_BATCH = Batch(
     tuple(EMAILS),
     HOUR_EFFECT,
     0.0,
-    0,
     None,
     (PRODUCT_SHARE_TRAIN, PRODUCT_SHARE_TEST),
     CARD6_SHARE,
@@ -281,7 +279,6 @@ DRIFTED_BATCH = Batch(
     tuple((d, share * (1.0 - NEW_EMAIL_SHARE), eff) for d, share, eff in EMAILS) + tuple(NEW_EMAILS),
     EVENING_HOUR_EFFECT,
     0.4,
-    TRAIN_DAYS + GAP_DAYS + TEST_DAYS + GAP_DAYS,
     1.0,
     (DRIFT_PRODUCT_SHARE, DRIFT_PRODUCT_SHARE),
     DRIFT_CARD6_SHARE,

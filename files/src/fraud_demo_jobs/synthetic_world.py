@@ -106,7 +106,9 @@ class Sizes:
     test_identity: int
 
     @classmethod
-    def for_rows(cls, rows: int) -> Sizes:
+    def for_rows(cls, rows: int, scale: float = 1.0) -> Sizes:
+        """``rows`` train rows at 1x; ``scale`` times that many (train, then test and identity in proportion)."""
+        rows = round(rows * scale)
         test = round(rows * FULL_TEST_ROWS / FULL_TRAIN_ROWS)
         return cls(
             rows,
@@ -114,6 +116,30 @@ class Sizes:
             round(rows * FULL_TRAIN_IDENTITY / FULL_TRAIN_ROWS),
             round(test * FULL_TEST_IDENTITY / FULL_TEST_ROWS),
         )
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Days of the train and test periods: ``scale`` times the real ones, so that ``scale`` times the rows keep the
+    real rows per day (more months, not denser ones). The 30-day gap between them stays a month."""
+
+    train_days: int
+    test_days: int
+
+    @classmethod
+    def for_scale(cls, scale: float = 1.0) -> Timeline:
+        return cls(round(TRAIN_DAYS * scale), round(TEST_DAYS * scale))
+
+    @property
+    def days(self) -> int:
+        """The normal batch's whole timeline: train + gap + test."""
+        return self.train_days + GAP_DAYS + self.test_days
+
+    @property
+    def extra_days(self) -> int:
+        """Days beyond the real timeline (0 up to 1x): the day-count columns' caps grow by this much, or a client's
+        ``D1`` would stop at the real data's maximum and ``uid`` (``day - D1``) would no longer recover it."""
+        return max(0, self.days - (TRAIN_DAYS + GAP_DAYS + TEST_DAYS))
 
 
 @dataclass
@@ -124,6 +150,7 @@ class World:
     sizes: Sizes
     seed: int
     batch: Batch
+    timeline: Timeline
     cols: dict = field(default_factory=dict)
     oracle_auc: float = float("nan")
     oracle_auc_last20pct: float = float("nan")
@@ -152,11 +179,12 @@ def _exact_shares(rng: np.random.Generator, n: int, shares) -> np.ndarray:
     return out
 
 
-def build_world(rows: int, seed: int, drift: bool = False) -> World:
+def build_world(rows: int, seed: int, drift: bool = False, scale: float = 1.0) -> World:
     """Draw the world for ``rows`` train rows; one random stream, drawn in a fixed order (output is pinned).
-    ``drift``: the later, drifted batch (``synthetic_model.DRIFTED_BATCH``) instead of the normal one."""
-    sz = Sizes.for_rows(rows)
-    w = World(sz, seed, batch(drift))
+    ``drift``: the later, drifted batch (``synthetic_model.DRIFTED_BATCH``) instead of the normal one. ``scale``:
+    ``scale`` times the rows over ``scale`` times the train and test periods (``Timeline``)."""
+    sz = Sizes.for_rows(rows, scale)
+    w = World(sz, seed, batch(drift), Timeline.for_scale(scale))
     r = _time_and_products(w, w.rng(0))
     cl = _clients(r)
     amount = _card_address_amount(w.cols, r, cl)
@@ -175,6 +203,7 @@ class _Rows:
 
     rng: np.random.Generator
     batch: Batch
+    timeline: Timeline
     n: int
     ntr: int
     dt: np.ndarray
@@ -210,14 +239,16 @@ def _time_and_products(w: World, rng: np.random.Generator) -> _Rows:
     c = w.cols
     train_start, test_start = _id_starts(ntr, nte, w.batch.drift)
     c["tid"] = np.r_[np.arange(train_start, train_start + ntr), np.arange(test_start, test_start + nte)]
-    train_dt0 = TRAIN_DT_START + w.batch.day_offset * DAY
-    test_dt0 = train_dt0 + (TRAIN_DAYS + GAP_DAYS) * DAY + 24
-    dt = np.r_[_times(rng, ntr, train_dt0, TRAIN_DAYS), _times(rng, nte, test_dt0, TEST_DAYS)]
+    tl = w.timeline
+    # the drifted batch starts a month after the normal batch's test period (of the same scale)
+    train_dt0 = TRAIN_DT_START + ((tl.days + GAP_DAYS) if w.batch.drift else 0) * DAY
+    test_dt0 = train_dt0 + (tl.train_days + GAP_DAYS) * DAY + 24
+    dt = np.r_[_times(rng, ntr, train_dt0, tl.train_days), _times(rng, nte, test_dt0, tl.test_days)]
     c["dt"] = dt
     day = dt // DAY
     hour = (dt // 3600) % 24
     if w.batch.fixed_tfrac is None:
-        tfrac = (dt - TRAIN_DT_START) / float((TRAIN_DAYS + GAP_DAYS + TEST_DAYS) * DAY)
+        tfrac = (dt - TRAIN_DT_START) / float(tl.days * DAY)
     else:
         tfrac = np.full(len(dt), w.batch.fixed_tfrac)
     share_train, share_test = w.batch.product_share
@@ -225,7 +256,7 @@ def _time_and_products(w: World, rng: np.random.Generator) -> _Rows:
     c["prod"] = prod
     c["hour"] = hour
     c["day"] = day
-    return _Rows(rng, w.batch, ntr + nte, ntr, dt, day, hour, tfrac, prod, prod != PRODUCT_W)
+    return _Rows(rng, w.batch, tl, ntr + nte, ntr, dt, day, hour, tfrac, prod, prod != PRODUCT_W)
 
 
 def _id_starts(ntr: int, nte: int, drift: bool) -> tuple[int, int]:
@@ -399,27 +430,28 @@ def _days(c: dict, r: _Rows, cl: _Clients) -> np.ndarray:
     """D1..D15 (days since the client's reference days, gaps between its transactions); returns D1."""
     rng, n, day, prod, nonw, pos, gap_days = r.rng, r.n, r.day, r.prod, r.nonw, cl.pos, cl.gap_days
     a_c, b_c, c_c, e_c = (cl.start_days[k][cl.client] for k in ("a", "b", "c", "e"))
+    x = r.timeline.extra_days  # a longer timeline raises the caps of the day counts (0 up to 1x)
     d = {}
     dok = {}
-    d[1] = np.clip(day - a_c, 0, 640)
+    d[1] = np.clip(day - a_c, 0, 640 + x)
     dok[1] = ~chance(rng, 0.002, n)
     d[2] = d[1]
     dok[2] = (d[1] > 0) & ~chance(rng, 0.25, n)
-    d[3] = np.clip(gap_days, 0, 819)
+    d[3] = np.clip(gap_days, 0, 819 + x)
     dok[3] = (pos > 0) & ~chance(rng, np.where(nonw, 0.6, 0.3), n)
-    d[4] = np.clip(day - b_c, 0, 869)
+    d[4] = np.clip(day - b_c, 0, 869 + x)
     dok[4] = ~chance(rng, np.where(nonw, 0.55, 0.2), n)
-    d[5] = np.clip(gap_days + geom(rng, 0.5, n), 0, 819)
+    d[5] = np.clip(gap_days + geom(rng, 0.5, n), 0, 819 + x)
     dok[5] = (pos > 0) & ~chance(rng, np.where(nonw, 0.6, 0.45), n)
     for k, miss in ((6, 0.6), (7, 0.75), (12, 0.62), (13, 0.66), (14, 0.6)):
         d[k] = np.clip(geom(rng, 0.85, n, cap=200), 0, 870)
         dok[k] = nonw & ~chance(rng, miss, n)
-    c["D8_day"] = np.clip(day - c_c, 0, 1707)
+    c["D8_day"] = np.clip(day - c_c, 0, 1707 + x)
     dok[8] = nonw & ~chance(rng, 0.5, n)
-    d[10] = np.clip(day - c_c, 0, 876)
+    d[10] = np.clip(day - c_c, 0, 876 + x)
     dok[10] = ~chance(rng, np.where(prod == PRODUCT_C, 0.6, 0.02), n)
-    d[11] = np.clip(day - e_c, 0, 670)
-    d[15] = np.clip(day - e_c + geom(rng, 0.6, n), 0, 879)
+    d[11] = np.clip(day - e_c, 0, 670 + x)
+    d[15] = np.clip(day - e_c + geom(rng, 0.6, n), 0, 879 + x)
     dok[15] = ~chance(rng, np.where(prod == PRODUCT_C, 0.6, 0.03), n)
     for k, v in d.items():
         c[f"D{k}"] = v
