@@ -49,7 +49,9 @@ def start_mlflow(tmp: Path, artifacts: str, env: dict[str, str]) -> tuple[subpro
     log = open(tmp / "mlflow.log", "w")
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=server_env, start_new_session=True)
     uri = f"http://127.0.0.1:{mport}"
-    deadline = time.monotonic() + 90
+    # Generous: in CI the unit tests share two cores with the Molecule scenarios (Dask workers included), and the
+    # server once took over 90 s to answer there.
+    deadline = time.monotonic() + 240
     while True:
         try:
             if requests.get(f"{uri}/health", timeout=2).text == "OK":

@@ -409,7 +409,7 @@ def test_lock_second_run_exits_or_waits_then_sigterm_stops_the_first(tmp_path):
         assert code == 75 and "after waiting 1 s" in summary["msg"] and time.monotonic() - t >= 1
     finally:
         first.send_signal(signal.SIGTERM)
-        out, err = first.communicate(timeout=30)
+        out, err = first.communicate(timeout=120)
     assert first.returncode == 143
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["status"] == "interrupted"
@@ -432,7 +432,7 @@ def test_waiting_run_gets_the_lock_when_the_first_ends(tmp_path):
     lock_file = tmp_path / "retrain.lock"
     first = _start_slow_loop(fake, lock_file)
     code, summary, _ = run_cli(fake.args("--lock-file", str(lock_file), "--lock-wait", "30"))
-    first.communicate(timeout=30)
+    first.communicate(timeout=120)
     assert first.returncode == 0
     assert code == 0 and summary["status"] == "nothing_to_do"
 
@@ -442,7 +442,7 @@ def test_sigint_between_steps_stops_before_the_next(tmp_path):
     fake = Fake(tmp_path, plan)
     first = _start_slow_loop(fake, tmp_path / "l")
     first.send_signal(signal.SIGINT)
-    out, _ = first.communicate(timeout=30)
+    out, _ = first.communicate(timeout=120)
     assert first.returncode == 130
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["msg"].startswith("interrupted during step drift")
