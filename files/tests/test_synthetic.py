@@ -340,6 +340,11 @@ def test_cli_summary_line_and_help(tmp_path):
         (["--rows", "999"], "--rows must be"),
         (["--rows", "many"], "must be integers"),
         (["--seed", "-1"], "--seed must be"),
+        (["--scale", "0.4"], "--scale must be a number between 0.5 and 16"),
+        (["--scale", "17"], "--scale must be a number between 0.5 and 16"),
+        (["--scale", "nan"], "--scale must be a number between 0.5 and 16"),
+        (["--scale", "two"], "--scale must be a number, got 'two'"),
+        (["--rows", "1000", "--scale", "0.5"], "--rows 1000 x --scale 0.5 = 500 train rows"),
     ],
 )
 def test_cli_bad_input(tmp_path, args, message):
