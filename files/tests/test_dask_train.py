@@ -23,7 +23,7 @@ from fraud_demo_jobs.curated_read import fetch_tables, resolve_curated
 from fraud_demo_jobs.dask_train import DaskTraining
 from fraud_demo_jobs.telemetry import EventLog
 from fraud_demo_jobs.train_backend import DaskSettings
-from jobs_lake import BUCKET, DATASET, FAST, MODEL, aws_args, client, free_port, running_lake, train_model
+from jobs_lake import BUCKET, DATASET, FAST, MODEL, ROWS, aws_args, client, free_port, running_lake, train_model
 
 WORKERS = ["w1", "w2"]
 
@@ -127,6 +127,9 @@ def test_a_dask_training_is_registered_and_gated_like_a_local_one(lake, cluster,
     d = s["dask"]
     assert d["scheduler"] == cluster["scheduler"] and d["partitions"] >= 4 and d["client_peak_rss_mb"] > 50
     assert [w["name"] for w in d["workers"]] == WORKERS
+    # Every worker holds a share of the table (the scheduler says where each partition is), and together all of it.
+    assert sorted(d["rows_per_worker"]) == WORKERS and min(d["rows_per_worker"].values()) > 0, d
+    assert sum(d["rows_per_worker"].values()) == ROWS, d  # the lake's generated (and all valid) transactions
     assert all(w["address"].startswith("tls://127.0.0.1:") and w["peak_rss_mb"] > 50 for w in d["workers"])
 
     mv = client(lake).get_model_version(MODEL, "2")

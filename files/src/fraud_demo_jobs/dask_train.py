@@ -59,6 +59,7 @@ class DaskTraining:
         self.client = None
         self.workers: dict[str, str] = {}
         self.frame = None  # the joined Dask frame
+        self._futures: list = []  # its partitions, as held by the workers
         self.parts: F.TimeSplit | None = None  # narrow train/valid, full holdout (pandas, on the client)
         self.meta_state: F.FeatureState | None = None
 
@@ -68,6 +69,7 @@ class DaskTraining:
         d = self.d
         self.client = DC.connect(d.scheduler, d.tls_ca, d.tls_cert, d.tls_key, CONNECT_TIMEOUT)
         self.st.dask = {"scheduler": d.scheduler, "workers": [], "client_peak_rss_mb": None, "partitions": None}
+        self.st.dask["rows_per_worker"] = None
         try:
             self.workers = DC.wait_for_expected_workers(self.client, d.workers, d.wait_seconds)
         except BaseException:
@@ -83,6 +85,7 @@ class DaskTraining:
             self.st.dask["workers"] = DC.peak_rss(self.client, self.workers)
             self.client.close()
         self.frame = self.parts = None
+        self._futures = []
 
     # ---- data ----
 
@@ -96,7 +99,7 @@ class DaskTraining:
         frame = tx.merge(ident.repartition(npartitions=1), on=C.KEY, how="left")
         wanted = PARTITIONS_PER_WORKER * len(self.workers)
         frame = frame.repartition(npartitions=wanted) if frame.npartitions < wanted else frame
-        self.frame = self.client.persist(frame)  # read from S3 once, held by the workers (a share each)
+        self.frame = self._deal(frame)  # read from S3 once, held by the workers (a share each)
         self.meta_state = F.FeatureState.fit(self.frame._meta)  # column lists only (no rows)
         cols = [c for c in self.frame.columns if c in set(FIT_COLUMNS) | set(self.meta_state.categories)]
         narrow = _in_time_order(self._get(self.frame[cols]))
@@ -106,7 +109,38 @@ class DaskTraining:
         parts.holdout = _in_time_order(holdout)
         self.parts = parts
         self.st.dask["partitions"] = int(self.frame.npartitions)
+        self.st.dask["rows_per_worker"] = self._rows_per_worker()
         return parts.bounds()
+
+    def _deal(self, frame):
+        """``frame`` computed and held with partition i on worker i mod n (by address): each worker reads and
+        keeps its share. Left to the scheduler, a table read as one partition and split afterwards stayed on one
+        worker (at full scale 9.4 GiB there against 0.6 GiB on the other), and LightGBM trained on that one alone."""
+        import dask
+        import dask.dataframe as dd
+        from distributed import wait
+
+        addresses = sorted(self.workers)
+        futures = [
+            self.client.compute(part, workers=[addresses[i % len(addresses)]], allow_other_workers=False)
+            for i, part in enumerate(frame.to_delayed())
+        ]
+        with self.client.as_current():  # wait() looks for the default client
+            wait(futures)
+        self._futures = futures
+        with dask.config.set({"dataframe.convert-string": False}):  # as read: object strings
+            return dd.from_delayed(futures, meta=frame._meta, divisions=frame.divisions, verify_meta=False)
+
+    def _rows_per_worker(self) -> dict[str, int]:
+        """Worker name → rows of the curated table it holds (where the scheduler says each partition is)."""
+        rows = self._get(self.frame.map_partitions(len))
+        who = self.client.who_has(self._futures)
+        held = dict.fromkeys(sorted(self.workers.values()), 0)
+        for future, n in zip(self._futures, rows, strict=True):
+            for address in who.get(future.key, ()):
+                name = self.workers.get(address, address)
+                held[name] = held.get(name, 0) + int(n)
+        return held
 
     def _get(self, *collections):
         """Compute on the cluster (the client is not Dask's default scheduler); the results on the client."""
@@ -123,7 +157,9 @@ class DaskTraining:
         path = f"s3://{self.s.bucket}/{entry['key']}"
         if head.get("VersionId") and head["VersionId"] != "null":
             path += f"?versionId={head['VersionId']}"
-        return dd.read_parquet(path, storage_options=options)
+        # A partition per row group (ingest writes them ~15,000 rows each): the workers read the file in parallel,
+        # each its share; by default Dask reads a file this size as one partition.
+        return dd.read_parquet(path, storage_options=options, split_row_groups=True)
 
     def _checked_object(self, entry: dict) -> dict:
         """The object's HeadObject, checked against the manifest: its size, and its SHA-256 when S3 has one for
