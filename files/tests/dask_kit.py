@@ -93,8 +93,12 @@ def start_scheduler(tls: dict[str, str], port: int, log: Path) -> subprocess.Pop
     return _spawn([*cmd, *tls_args(tls)], log)
 
 
-def start_worker(tls: dict[str, str], scheduler: str, name: str, log: Path, nthreads: int = 1) -> subprocess.Popen:
+def start_worker(
+    tls: dict[str, str], scheduler: str, name: str, log: Path, nthreads: int = 1, port: int | None = None
+) -> subprocess.Popen:
+    """A nanny and its worker process; ``port`` fixes the worker's port (as the worker service does)."""
     cmd = [str(DASK), "worker", scheduler, "--name", name, "--host", "127.0.0.1", "--nthreads", str(nthreads)]
+    cmd += ["--worker-port", str(port)] if port else []
     # The preload imports the jobs package (pandas, pyarrow, LightGBM) at the worker's start, not in its first task.
     cmd += ["--no-dashboard", "--memory-limit", "0", "--preload", "fraud_demo_jobs.dask_train"]
     return _spawn([*cmd, *tls_args(tls)], log)

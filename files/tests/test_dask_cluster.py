@@ -7,6 +7,7 @@ import socket
 import ssl
 import time
 
+import psutil
 import pytest
 from dask_kit import kill, make_ca, make_host_cert, running_cluster, start_worker, wait_listening
 from distributed import Client
@@ -134,3 +135,36 @@ def test_a_worker_lost_while_watched_fails_naming_it(cluster):
         assert msg.startswith("Dask worker w2 (tls://127.0.0.1:") and "left the cluster during training" in msg
     finally:
         kill(w2)
+
+
+def _server_ids(client) -> dict[str, str]:
+    return client.run_on_scheduler(lambda dask_scheduler: {a: w.server_id for a, w in dask_scheduler.workers.items()})
+
+
+def test_a_worker_restarted_at_the_same_address_counts_as_lost(cluster):
+    # The worker service's ports are fixed, so a worker process its nanny (or systemd) restarts comes back at the
+    # same address within seconds, and a task lost with it may run again there: the watch must still call it lost.
+    log = cluster["tmp"] / "worker-w3.log"
+    w3 = start_worker(cluster["tls"], cluster["scheduler"], "w3", log, port=free_port())
+    try:
+        wait_listening(w3, log, "Registered to:")
+        with _client(cluster) as client:
+            workers = DC.wait_for_expected_workers(client, {"w3": "127.0.0.1"}, timeout=20)
+            (address,) = workers
+            with DC.WorkerWatch(client, workers) as watch:
+                first = _server_ids(client)[address]
+                (process,) = [p for p in psutil.Process(w3.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+                process.kill()  # the worker process only: its nanny starts another one on the same port
+                deadline = time.monotonic() + 60
+                while _server_ids(client).get(address, first) == first:
+                    assert time.monotonic() < deadline, log.read_text()[-3000:]
+                    time.sleep(0.2)
+                while not watch.lost and time.monotonic() < deadline:  # the scheduler's remove-worker event
+                    time.sleep(0.2)
+                assert watch.lost == {address: "w3"}
+                watch.lost.clear()  # as if the event had been missed: asking the scheduler must find it too
+                watch.check()
+                assert watch.lost == {address: "w3"}
+                assert address in _server_ids(client)  # back, at the same address
+    finally:
+        kill(w3)

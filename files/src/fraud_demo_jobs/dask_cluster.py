@@ -109,10 +109,15 @@ class WorkerWatch:
         self.client = client
         self.workers = dict(workers)  # address -> name, as at the start
         self.lost: dict[str, str] = {}
+        self._ids: dict[str, str] = {}  # address -> the worker process's server id, as at the start
         self._checked = -self.CHECK_EVERY
 
     def __enter__(self) -> WorkerWatch:
         self.client.subscribe_topic(self.TOPIC, self._on_event)
+        # A worker restarted by its nanny or by systemd comes back at the same address (fixed ports), as another
+        # process: its server id tells the two apart.
+        with contextlib.suppress(Exception):  # without the ids, the events and the addresses still decide
+            self._ids = self._scheduler_workers()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -135,12 +140,18 @@ class WorkerWatch:
             return
         self._checked = now
         try:
-            current = set(self.client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.workers)))
+            current = self._scheduler_workers()
         except Exception:  # the scheduler slow or gone: the events (or the training's own error) decide
             return
         for address, name in self.workers.items():
-            if address not in current:
+            if address not in current or current[address] != self._ids.get(address, current[address]):
                 self.lost.setdefault(address, name)
+
+    def _scheduler_workers(self) -> dict[str, str]:
+        """Address -> server id of every worker the scheduler knows now (asked of the scheduler itself)."""
+        return self.client.run_on_scheduler(
+            lambda dask_scheduler: {a: ws.server_id for a, ws in dask_scheduler.workers.items()}
+        )
 
     def message(self, what: str) -> str:
         lost = ", ".join(f"{n} ({a})" for a, n in sorted(self.lost.items(), key=lambda x: x[1]))
