@@ -5,6 +5,9 @@
 # emulator and nodes on other loopback addresses; the other tests run here, on the sandbox `make sandbox-up`
 # started. Each test still gets an emulator and a node to itself.
 #   scripts/e2e.sh [pytest args for both runs]       (the sandbox of this checkout must be up)
+# FRAUD_DEMO_E2E_APART: the files for the second sandbox; FRAUD_DEMO_E2E_IGNORE: files neither run takes (run
+# elsewhere); FRAUD_DEMO_E2E_ONLY_APART=1: the second sandbox's run alone (this checkout's sandbox not needed);
+# FRAUD_DEMO_E2E_COPY: where the copy goes (two copies at once need two places and two sets of addresses).
 # The copy shares this checkout's .venv and collections and hard-links its node caches; its log is printed
 # when both runs are done, and its sandbox is stopped whatever happened.
 set -euo pipefail
@@ -13,7 +16,9 @@ cd "$(dirname "$0")/.."
 # Space-separated test files for the second sandbox.
 APART=${FRAUD_DEMO_E2E_APART:-tests/sandbox/test_ml.py tests/sandbox/test_dask.py}
 read -r -a APART_FILES <<<"$APART"
-COPY=.cache/e2e-copy
+read -r -a IGNORE_FILES <<<"${FRAUD_DEMO_E2E_IGNORE:-}"
+ONLY_APART=${FRAUD_DEMO_E2E_ONLY_APART:-0}
+COPY=${FRAUD_DEMO_E2E_COPY:-.cache/e2e-copy}
 # The copy's sandbox (this checkout's: the defaults 5055 / 127.0.0.2 / 2222, or what the caller exported).
 SECOND_PORT=${FRAUD_DEMO_E2E_SANDBOX_PORT:-5065}
 SECOND_ADDR=${FRAUD_DEMO_E2E_NODE_ADDR:-127.0.0.3}
@@ -32,7 +37,8 @@ stop_copy() {
   in_copy scripts/sandbox.sh down >/dev/null 2>&1 || true
 }
 
-[ -s .sandbox/env ] || { log "the sandbox is not running: make sandbox-up first (or use make e2e)"; exit 2; }
+[ "$ONLY_APART" = 1 ] || [ -s .sandbox/env ] ||
+  { log "the sandbox is not running: make sandbox-up first (or use make e2e)"; exit 2; }
 [ "${FRAUD_DEMO_NODE_ADDR:-127.0.0.2}" != "$SECOND_ADDR" ] ||
   { log "FRAUD_DEMO_NODE_ADDR is the copy's address $SECOND_ADDR: set FRAUD_DEMO_E2E_NODE_ADDR to another one"; exit 2; }
 
@@ -49,21 +55,28 @@ for cache in node node-pip jobs-wheel; do
 done
 trap stop_copy EXIT
 
-log "$APART on a second sandbox (emulator 127.0.0.1:$SECOND_PORT, node $SECOND_ADDR:$SECOND_SSH), the rest here"
+if [ "$ONLY_APART" = 1 ]; then
+  log "$APART on a second sandbox (emulator 127.0.0.1:$SECOND_PORT, node $SECOND_ADDR:$SECOND_SSH)"
+else
+  log "$APART on a second sandbox (emulator 127.0.0.1:$SECOND_PORT, node $SECOND_ADDR:$SECOND_SSH), the rest here"
+fi
 in_copy scripts/sandbox.sh up >"$COPY.log" 2>&1 && in_copy scripts/sandbox-node.sh up >>"$COPY.log" 2>&1 &&
   in_copy bash -c 'set -a && . .sandbox/env && set +a && exec .venv/bin/python -m pytest "$@"' e2e \
     -m "sandbox or sandbox_node" "${APART_FILES[@]}" "$@" >>"$COPY.log" 2>&1 &
 apart=$!
 
 status=0
-ignore=()
-for file in "${APART_FILES[@]}"; do ignore+=(--ignore="$file"); done
-(set -a && . .sandbox/env && set +a && exec .venv/bin/python -m pytest -m "sandbox or sandbox_node" \
-  "${ignore[@]}" "$@") || status=$?
+if [ "$ONLY_APART" != 1 ]; then
+  ignore=()
+  for file in "${APART_FILES[@]}" "${IGNORE_FILES[@]}"; do ignore+=(--ignore="$file"); done
+  (set -a && . .sandbox/env && set +a && exec .venv/bin/python -m pytest -m "sandbox or sandbox_node" \
+    "${ignore[@]}" "$@") || status=$?
+fi
 apart_status=0
 wait "$apart" || apart_status=$?
 
 log "---- $APART (second sandbox) ----"
 cat "$COPY.log"
-log "the other e2e tests exited $status, $APART exited $apart_status"
+[ "$ONLY_APART" = 1 ] || log "the other e2e tests exited $status"
+log "$APART exited $apart_status"
 [ "$status" -eq 0 ] && [ "$apart_status" -eq 0 ]
