@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from fraud_demo_jobs import train as tj
 from fraud_demo_jobs.aws import S3Bucket, make_client
 from fraud_demo_jobs.curated_read import fetch_tables, resolve_curated
 from fraud_demo_jobs.dask_train import DaskTraining
+from fraud_demo_jobs.errors import JobError
 from fraud_demo_jobs.telemetry import EventLog
 from fraud_demo_jobs.train_backend import DaskSettings
 from jobs_lake import BUCKET, DATASET, FAST, MODEL, ROWS, aws_args, client, free_port, running_lake, train_model
@@ -172,3 +174,19 @@ def test_a_worker_lost_mid_training_fails_the_run_and_the_next_run_trains(lake, 
     code, s = run_train([*base_args(lake, str(tmp_path / "w")), *FAST, "--seed", "7", *dask_args(cluster)])
     assert code == 0 and s["action"] == "trained", s.get("msg")
     assert s["model_version"] not in versions
+
+
+def test_a_read_error_on_the_workers_names_s3_and_the_version(monkeypatch):
+    # s3fs raises OSError on the workers (here: the emulator's 500 when its disk was full), which the job would
+    # otherwise report as a local file error in its work directory.
+    def failing(self):
+        raise OSError(121, "Internal Server Error")
+
+    training = DaskTraining.__new__(DaskTraining)
+    training.s, training.cv = SimpleNamespace(bucket="b"), SimpleNamespace(version="v1")
+    monkeypatch.setattr(DaskTraining, "_split", failing)
+    with pytest.raises(JobError) as e:
+        training.split()
+    msg = str(e.value)
+    assert msg.startswith("the Dask workers could not read curated version v1 from s3://b/ ([Errno 121] Internal")
+    assert msg.endswith("and run the job again")

@@ -53,11 +53,11 @@ def _connect_problem(scheduler: str, ca: str, cert: str, key: str, timeout: floa
     text = " ".join(str(x) for x in (e, e.__cause__, e.__context__) if x)
     if _is_tls(text, scheduler):
         return (
-            f"the Dask scheduler {scheduler} refused the TLS handshake ({_first_line(text)}): the certificates "
+            f"the Dask scheduler {scheduler} refused the TLS handshake ({first_line(text)}): the certificates "
             f"(CA {ca}, certificate {cert}, key {key}) are expired or not from the cluster's CA; {RENEW_HINT}"
         )
     return (
-        f"the Dask scheduler {scheduler} is unreachable within {timeout:g} s ({_first_line(text)}); check that "
+        f"the Dask scheduler {scheduler} is unreachable within {timeout:g} s ({first_line(text)}); check that "
         "fraud-demo-dask-scheduler.service runs on the node and the port is open between the nodes, or re-run "
         "playbooks/train.yml"
     )
@@ -68,7 +68,7 @@ def _is_tls(text: str, scheduler: str) -> bool:
     return any(w in plain for w in _TLS_WORDS)
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[0][:300]
 
 

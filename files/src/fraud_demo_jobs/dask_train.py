@@ -90,6 +90,16 @@ class DaskTraining:
     # ---- data ----
 
     def split(self) -> dict:
+        try:
+            return self._split()
+        except OSError as e:  # s3fs's, from the workers: an S3 error left after its retries, access denied, ...
+            raise JobError(
+                f"the Dask workers could not read curated version {self.cv.version} from s3://{self.s.bucket}/ "
+                f"({DC.first_line(str(e))}); check that the workers reach S3 (their instance profile, the endpoint) "
+                "and run the job again"
+            ) from e
+
+    def _split(self) -> dict:
         import dask
 
         with dask.config.set({"dataframe.convert-string": False}):  # object strings, as pandas.read_parquet gives
