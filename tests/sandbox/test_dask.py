@@ -78,7 +78,7 @@ def worker_instances(aws):
     return [i for r in ec2.describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]]
 
 
-def test_dask_backend_trains_like_local_reruns_clean_and_tears_down(
+def test_dask_backend_trains_like_local_reruns_clean_fails_on_a_lost_worker_and_tears_down(
     aws, names, playbook, sandbox_env, capsys, two_nodes
 ):
     client = MlflowClient(
