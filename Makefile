@@ -71,9 +71,10 @@ e2e: sandbox-up  ## end-to-end: bad inputs, check mode, timings on the sandbox
 # test_dask.py (the Dask backend on the node + a worker node) needs no Molecule sandbox either: in `make test` it runs
 # after the unit tests, both beside Molecule (which keeps about one of the two cores busy), on a sandbox of its own
 # (emulator 5075, node 127.0.0.4:2224, workers 127.0.4.i), instead of after test_ml.py on the e2e run's second
-# sandbox. Their logs follow Molecule's; each phase prints how long it took.
+# sandbox. Their logs follow Molecule's; each phase prints how long it took. (The copy's own log is <copy>.log:
+# another name than .cache/e2e-dask.log, which e2e.sh's output goes to.)
 DASK_E2E = tests/sandbox/test_dask.py
-BESIDE_MOLECULE = FRAUD_DEMO_E2E_APART=$(DASK_E2E) FRAUD_DEMO_E2E_ONLY_APART=1 FRAUD_DEMO_E2E_COPY=.cache/e2e-dask \
+BESIDE_MOLECULE = FRAUD_DEMO_E2E_APART=$(DASK_E2E) FRAUD_DEMO_E2E_ONLY_APART=1 FRAUD_DEMO_E2E_COPY=.cache/e2e-dask-copy \
   FRAUD_DEMO_E2E_SANDBOX_PORT=5075 FRAUD_DEMO_E2E_NODE_ADDR=127.0.0.4 FRAUD_DEMO_E2E_NODE_PORT=2224
 
 test: lint sandbox-up  ## everything CI runs
