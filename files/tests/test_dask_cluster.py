@@ -122,19 +122,37 @@ def test_a_worker_lost_while_watched_fails_naming_it(cluster):
         wait_listening(w2, port_log, "Registered to:")
         with _client(cluster) as client:
             workers = DC.wait_for_expected_workers(client, {"w1": "a", "w2": "b"}, timeout=20)
+            w1_before = _by_name(client)["w1"][0]
             started = time.monotonic()
-
-            def hang():  # stands in for a LightGBM ring waiting forever for its lost peer
-                return client.submit(time.sleep, 600, workers=[a for a, n in workers.items() if n == "w1"]).result()
-
+            # Stands in for a LightGBM ring waiting for its lost peer (up to LightGBM's socket time-out, 2 h).
+            ring = client.submit(time.sleep, 600, workers=[a for a, n in workers.items() if n == "w1"], pure=False)
+            while _by_name(client)["w1"][1] == 0:
+                assert time.monotonic() - started < 30, "the task never started on w1"
+                time.sleep(0.2)
             with DC.WorkerWatch(client, workers) as watch, pytest.raises(JobError) as e:
                 kill(w2, signal.SIGKILL)
-                DC.run_watched(client, watch, "training", hang)
-        assert time.monotonic() - started < 30
+                DC.run_watched(client, watch, "training", ring.result)
+        assert time.monotonic() - started < 90
         msg = str(e.value)
         assert msg.startswith("Dask worker w2 (tls://127.0.0.1:") and "left the cluster during training" in msg
+        # The survivor does not keep running the failed run's task (the next run's tasks would queue behind it):
+        # it was restarted, a new process under the same name, with nothing to do.
+        with _client(cluster) as client:
+            deadline = time.monotonic() + 60
+            while (now := _by_name(client).get("w1")) is None or now[0] == w1_before or now[1]:
+                assert time.monotonic() < deadline, _by_name(client)
+                time.sleep(0.5)
+            w1 = [a for a, n in DC.worker_names(client).items() if n == "w1"]
+            assert client.submit(int, "1", workers=w1, pure=False).result(timeout=30) == 1  # its thread is free
     finally:
         kill(w2)
+
+
+def _by_name(client) -> dict[str, tuple[str, int]]:
+    """Worker name -> (its process's server id, how many tasks it is running or has queued), per the scheduler."""
+    return client.run_on_scheduler(
+        lambda dask_scheduler: {str(w.name): (w.server_id, len(w.processing)) for w in dask_scheduler.workers.values()}
+    )
 
 
 def _server_ids(client) -> dict[str, str]:

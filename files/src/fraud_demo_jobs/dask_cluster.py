@@ -163,8 +163,8 @@ class WorkerWatch:
 
 
 def run_watched(client, watch: WorkerWatch, what: str, fn: Callable[[], R], poll: float = 0.5) -> R:
-    """Run ``fn`` (which drives the cluster) in a thread; when a watched worker is lost, close the client (which
-    cancels its work, so a LightGBM ring waiting for the lost peer does not hang) and fail naming the worker."""
+    """Run ``fn`` (which drives the cluster) in a thread; when a watched worker is lost, restart the surviving
+    workers and fail naming the lost one."""
     result: dict = {}
 
     def target() -> None:
@@ -179,17 +179,38 @@ def run_watched(client, watch: WorkerWatch, what: str, fn: Callable[[], R], poll
         thread.join(poll)
         watch.check()
         if watch.lost:
+            message = watch.message(what)  # before the restarts, which the watch would see as losses too
+            restart_survivors(client, watch)
             client.close(timeout=10)
             thread.join(10)
-            raise JobError(watch.message(what))
+            raise JobError(message)
     if "error" in result:
         time.sleep(poll)  # the remove-worker event may trail the error it caused
         watch._checked = -watch.CHECK_EVERY
         watch.check()
         if watch.lost:
-            raise JobError(watch.message(what)) from result["error"]
+            message = watch.message(what)
+            restart_survivors(client, watch)
+            raise JobError(message) from result["error"]
         raise result["error"]
     return result["value"]
+
+
+RESTART_TIMEOUT = 60.0
+
+
+def restart_survivors(client, watch: WorkerWatch) -> dict[str, str]:
+    """Restart the watched workers that are still there (their nannies start a new worker process). Cancelling
+    the run's futures does not stop a task that is running: a LightGBM task waiting for its lost peer (in the
+    ring's set-up it listens for up to LightGBM's socket time-out, two hours) would hold its worker's thread, and
+    the next run's tasks would queue behind it. Best effort: the run fails either way."""
+    survivors = [a for a in watch.workers if a not in watch.lost]
+    if not survivors:
+        return {}
+    try:
+        return client.restart_workers(survivors, timeout=RESTART_TIMEOUT, raise_for_error=False)
+    except Exception as e:  # the scheduler gone too: nothing left to free
+        return {a: f"not restarted: {first_line(str(e))}" for a in survivors}
 
 
 def _peak_rss_mb() -> float:
