@@ -57,8 +57,9 @@ lint: setup  ## yamllint, ansible-lint (production profile), ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# --timeout: a unit test that hangs (the slowest take ~2 min under CI's load) fails with its stack.
 unit: setup  ## pytest: modules, jobs, scripts (no sandbox needed)
-	$(PYTEST) -m "not sandbox and not sandbox_node" -n 2 --dist loadfile
+	$(PYTEST) -m "not sandbox and not sandbox_node" -n 2 --dist loadfile --timeout=600 --durations=10
 
 molecule: sandbox-up  ## Molecule scenarios against the sandbox
 	$(SANDBOX_ENV) $(BIN)/molecule test --all
@@ -68,32 +69,12 @@ molecule: sandbox-up  ## Molecule scenarios against the sandbox
 e2e: sandbox-up  ## end-to-end: bad inputs, check mode, timings on the sandbox
 	scripts/e2e.sh --durations=15
 
-# test_dask.py (the Dask backend on the node + a worker node) needs no Molecule sandbox either: in `make test` it runs
-# after the unit tests, both beside Molecule (which keeps about one of the two cores busy), on a sandbox of its own
-# (emulator 5075, node 127.0.0.4:2224, workers 127.0.4.i), instead of after test_ml.py on the e2e run's second
-# sandbox. Their logs follow Molecule's; each phase prints how long it took. (The copy's own log is <copy>.log:
-# another name than .cache/e2e-dask.log, which e2e.sh's output goes to.)
-DASK_E2E = tests/sandbox/test_dask.py
-BESIDE_MOLECULE = FRAUD_DEMO_E2E_APART=$(DASK_E2E) FRAUD_DEMO_E2E_ONLY_APART=1 FRAUD_DEMO_E2E_COPY=.cache/e2e-dask-copy \
-  FRAUD_DEMO_E2E_SANDBOX_PORT=5075 FRAUD_DEMO_E2E_NODE_ADDR=127.0.0.4 FRAUD_DEMO_E2E_NODE_PORT=2224
-
-test: lint sandbox-up  ## everything CI runs
-	@mkdir -p .cache; rm -f .cache/unit.status .cache/e2e-dask.status; start=$$(date +%s); \
-	  since() { echo "$$(( $$(date +%s) - start )) s"; }; \
-	  ( set +e; $(MAKE) --no-print-directory unit >.cache/unit.log 2>&1; echo $$? >.cache/unit.status; \
-	    echo "make test: unit tests done after $$(since)" >>.cache/unit.log; \
-	    $(BESIDE_MOLECULE) scripts/e2e.sh --durations=5 >.cache/e2e-dask.log 2>&1; echo $$? >.cache/e2e-dask.status; \
-	    echo "make test: $(DASK_E2E) done after $$(since)" >>.cache/e2e-dask.log ) & beside=$$!; \
-	  molecule=0; $(MAKE) --no-print-directory molecule || molecule=$$?; \
-	  echo "make test: Molecule exited $$molecule after $$(since)"; wait $$beside || true; \
-	  unit_status=$$(cat .cache/unit.status 2>/dev/null || echo 1); dask_status=$$(cat .cache/e2e-dask.status 2>/dev/null || echo 1); \
-	  echo "---- make unit (beside Molecule) exited $$unit_status ----"; cat .cache/unit.log; \
-	  echo "---- $(DASK_E2E) (beside Molecule, after the unit tests) exited $$dask_status ----"; cat .cache/e2e-dask.log; \
-	  [ $$molecule -eq 0 ] && [ $$unit_status -eq 0 ] && [ $$dask_status -eq 0 ]
-	@start=$$(date +%s); status=0; FRAUD_DEMO_E2E_APART=tests/sandbox/test_ml.py FRAUD_DEMO_E2E_IGNORE=$(DASK_E2E) \
-	  $(MAKE) --no-print-directory e2e || status=$$?; \
-	  echo "make test: e2e exited $$status after $$(( $$(date +%s) - start )) s"; exit $$status
-	@echo "make test: all checks passed"
+# Lint beside the sandbox's start (on a fresh machine: the node image and its wheelhouse). Then phase 1: the
+# Molecule scenarios one by one, beside them the unit tests then tests/sandbox/test_dask.py on a sandbox of its
+# own; phase 2: make e2e. Each part has a time limit; the log ends with a summary of every part.
+test: setup  ## everything CI runs
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint sandbox-up
+	@scripts/test-all.sh
 
 clean: sandbox-down  ## remove the venv, collections and caches
 	rm -rf $(VENV) collections .cache .pytest_cache .ruff_cache
