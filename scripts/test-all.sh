@@ -74,6 +74,9 @@ while read -r status _ _ name; do
   log=$LOGS/$(case "$name" in "molecule "*) echo "molecule-${name#molecule }" ;; unit) echo unit ;;
     "make e2e") echo e2e ;; *) echo e2e-dask ;; esac).log
   echo "---- $name: first errors ($log) ----"
-  grep -E -m 8 'fatal:|FAILED|Error|ERROR|timed out|did not happen|AssertionError' "$log" | cut -c1-400
+  # CI shows the log's tail only: the first two error lines and the few after each (Ansible's message follows its
+  # "fatal:" line), without colours.
+  sed 's/\x1b\[[0-9;]*m//g' "$log" |
+    grep -E -m 2 -A 5 'fatal:|FAILED|Error|ERROR|timed out|did not happen|AssertionError' | cut -c1-300
 done <"$LOGS/results"
 exit "$failed"
