@@ -148,15 +148,21 @@ def test_a_worker_lost_while_watched_fails_naming_it(cluster):
         kill(w2)
 
 
-def _by_name(client) -> dict[str, tuple[str, int]]:
-    """Worker name -> (its process's server id, how many tasks it is running or has queued), per the scheduler."""
+def _scheduler_workers(client) -> dict[str, tuple[str, str, int]]:
+    """Address -> (name, its process's server id, how many tasks it is running or has queued), per the scheduler."""
     return client.run_on_scheduler(
-        lambda dask_scheduler: {str(w.name): (w.server_id, len(w.processing)) for w in dask_scheduler.workers.values()}
+        lambda dask_scheduler: {
+            a: (str(w.name), w.server_id, len(w.processing)) for a, w in dask_scheduler.workers.items()
+        }
     )
 
 
+def _by_name(client) -> dict[str, tuple[str, int]]:
+    return {name: (sid, busy) for name, sid, busy in _scheduler_workers(client).values()}
+
+
 def _server_ids(client) -> dict[str, str]:
-    return client.run_on_scheduler(lambda dask_scheduler: {a: w.server_id for a, w in dask_scheduler.workers.items()})
+    return {a: sid for a, (_, sid, _) in _scheduler_workers(client).items()}
 
 
 def test_a_worker_restarted_at_the_same_address_counts_as_lost(cluster):
